@@ -1,0 +1,33 @@
+# camscan: `make demo` and `make test` work on a fresh machine (they create .venv on first use).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint schema clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scanner demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_identify.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check scanner tests benchmarks
+	$(VENV)/bin/mypy
+
+# Regenerate the committed JSON Schema of the report after a deliberate change to scanner/model.py.
+schema: $(STAMP)
+	$(PY) -m scanner schema > reports/schema/scan-report.schema.json
+
+clean:
+	rm -rf $(VENV) build dist camscan-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Fingerprinting: rule files (data) -> compiled RuleSet -> Identity for a host's Evidence."""

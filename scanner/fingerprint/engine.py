@@ -1,0 +1,308 @@
+"""Match a host's Evidence against the rules and combine what fired into one Identity.
+
+How evidence combines (the design's "sum of log-odds"):
+- Each rule says how sure it alone makes us of a maker (`confidence`, p). Rules in the same family read
+  the same kind of evidence and are not independent, so per maker only the strongest rule of each family
+  counts; families add up as log-odds: score(maker) = sum over families of max logit(p).
+- Firmware-level rules (`manufacturer:`) decide the maker; labels (`brand:`) decide the brand, and give a
+  maker only through fingerprints/oem.yaml (owned brands, historic affiliates) when no firmware evidence
+  names one. A relabel is therefore "maker from firmware, brand from label", and a label alone never turns
+  an Amcrest into a Dahua.
+- A banner several makers share (`candidates:`) names no maker. Another maker that evidence pointed at is
+  kept as a Conflict and lowers the confidence: confidence = sigmoid(score(winner) - score(best rival)).
+- A maker is only stated when that confidence reaches MIN_CONFIDENCE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from scanner.fingerprint.oui import normalise_mac
+from scanner.fingerprint.rules import OemLink, RuleSet
+from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value
+
+MIN_CONFIDENCE = 0.65
+_CACHE_LIMIT = 200_000
+
+# Where a model or firmware string is most trustworthy: the device's own management answers first.
+_KEY_PRIORITY = {
+    "onvif.model": 0, "onvif.firmware": 0, "sadp.device_description": 1, "sadp.software_version": 1,
+    "dhip.device_type": 1, "dhip.version": 1, "upnp.model_number": 2, "upnp.model_name": 2, "wsd.scope": 3,
+}
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One rule that fired on one Evidence value."""
+
+    rule: str
+    family: str
+    key: str
+    value: str
+    manufacturer: str | None
+    brand: str | None
+    candidates: tuple[str, ...]
+    device_type: str | None
+    model: str | None
+    firmware: str | None
+    confidence: float
+    source: str
+
+    def to_rule_hit(self, value_cap: int = 512) -> RuleHit:
+        value = self.value if len(self.value) <= value_cap else self.value[:value_cap] + "…"
+        return RuleHit(
+            rule=self.rule, key=self.key, value=value, manufacturer=self.manufacturer, brand=self.brand,
+            candidates=list(self.candidates), device_type=self.device_type, model=self.model,
+            firmware=self.firmware, confidence=self.confidence, source=self.source,
+        )
+
+
+@dataclass(slots=True)
+class Result:
+    """The engine's conclusion for one host (turned into an Identity, or a `camscan identify` line)."""
+
+    manufacturer: str | None
+    brand: str | None
+    model: str | None
+    firmware: str | None
+    device_type: str | None
+    confidence: float
+    hits: list[Hit]
+    conflicts: list[Conflict]
+    relabel: Relabel | None
+
+    @property
+    def matched(self) -> list[str]:
+        return list(dict.fromkeys(h.rule for h in self.hits))
+
+    def identify_line(self, host_id: object) -> dict[str, object]:
+        """Exactly the `camscan identify` output contract of shared/EVIDENCE.md."""
+        return {
+            "id": host_id, "manufacturer": self.manufacturer, "brand": self.brand, "model": self.model,
+            "firmware": self.firmware, "device_type": self.device_type,
+            "confidence": round(self.confidence, 3), "matched": self.matched,
+        }
+
+    def to_identity(self) -> Identity:
+        return Identity(
+            manufacturer=self.manufacturer, brand=self.brand, model=self.model, firmware=self.firmware,
+            device_type=DeviceType(self.device_type) if self.device_type else None,
+            confidence=round(self.confidence, 3), matched=self.matched,
+            reasons=[h.to_rule_hit() for h in self.hits], conflicts=self.conflicts, relabel=self.relabel,
+        )
+
+
+class Engine:
+    """Matches Evidence against a RuleSet. Results per (key, value) are cached: real networks repeat."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self._cache: dict[tuple[str, str], tuple[Hit, ...]] = {}
+        self._owner: dict[str, OemLink] = {}
+        self._links: dict[tuple[str, str], OemLink] = {}
+        for link in ruleset.oem:
+            self._links.setdefault((link.brand, link.maker), link)
+            if link.relationship == "owned":
+                self._owner.setdefault(link.brand, link)
+
+    # -- matching ---------------------------------------------------------------------------------
+    def match(self, key: str, value: str) -> tuple[Hit, ...]:
+        """Every rule that fires on one Evidence value: the first match of each rule file, plus the
+        model-number scheme of any model a rule extracted."""
+        cache_key = (key, value)
+        hits = self._cache.get(cache_key)
+        if hits is None:
+            hits = tuple(self._match_uncached(key, cap_value(key, value)))
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[cache_key] = hits
+        return hits
+
+    def _match_uncached(self, key: str, value: str) -> list[Hit]:
+        hits: list[Hit] = []
+        if key == "mac":
+            hit = self._match_mac(value)
+            if hit:
+                hits.append(hit)
+            return hits
+        for rules in self.ruleset.rules_for(key):
+            for rule in rules:
+                m = rule.pattern.search(value)
+                if m is None:
+                    continue
+                groups = m.groupdict()
+                model = (groups.get("model") or "").strip() or None
+                firmware = (groups.get("firmware") or "").strip() or None
+                hits.append(
+                    Hit(
+                        rule=rule.full_id, family=rule.family, key=key, value=value,
+                        manufacturer=rule.manufacturer, brand=rule.brand, candidates=rule.candidates,
+                        device_type=rule.device_type, model=model, firmware=firmware,
+                        confidence=rule.confidence, source=rule.source,
+                    )
+                )
+                break
+        if key != "model":
+            for model in {h.model for h in hits if h.model}:
+                hits.extend(
+                    Hit(
+                        rule=h.rule, family=h.family, key=key, value=value, manufacturer=h.manufacturer,
+                        brand=h.brand, candidates=h.candidates, device_type=h.device_type,
+                        model=h.model or model, firmware=h.firmware, confidence=h.confidence,
+                        source=h.source,
+                    )
+                    for h in self.match("model", model)
+                )
+        return hits
+
+    def _match_mac(self, value: str) -> Hit | None:
+        table = self.ruleset.oui
+        mac = normalise_mac(value)
+        if table is None or mac is None:
+            return None
+        _org, rule = table.lookup(mac)
+        if rule is None:
+            return None
+        return Hit(
+            rule=rule.full_id, family="mac", key="mac", value=mac, manufacturer=rule.manufacturer,
+            brand=None, candidates=(), device_type=rule.device_type, model=None, firmware=None,
+            confidence=rule.confidence, source=rule.source,
+        )
+
+    # -- combining --------------------------------------------------------------------------------
+    def label_maker(self, brand: str) -> str:
+        """The maker behind a label when no firmware evidence says: the owner of an owned brand (EZVIZ ->
+        Hikvision), else the brand itself. Historic affiliates and reported OEM relabels need firmware
+        evidence: a Lorex or Amcrest label alone stays Lorex or Amcrest."""
+        link = self._owner.get(brand)
+        return link.maker if link else brand
+
+    def related(self, brand: str, maker: str) -> OemLink | None:
+        return self._links.get((brand, maker))
+
+    def identify(self, evidence: Iterable[tuple[str, str]]) -> Result:
+        hits: list[Hit] = []
+        seen: set[tuple[str, str]] = set()
+        for key, value in evidence:
+            if (key, value) in seen:
+                continue
+            seen.add((key, value))
+            hits.extend(self.match(key, value))
+        return self.combine(hits)
+
+    def combine(self, hits: list[Hit]) -> Result:
+        # Firmware-level rules support the maker they name. A label supports every firmware maker it is
+        # consistent with (same, owned brand, OEM relationship); with no such maker it supports the maker
+        # behind the label (itself, or the owner of an owned brand) and so becomes a rival.
+        firmware_makers = {h.manufacturer for h in hits if h.manufacturer}
+        support: dict[str, dict[str, float]] = {}
+        labels: dict[str, dict[str, float]] = {}
+        types: dict[str, dict[str, float]] = {}
+
+        def vote(table: dict[str, dict[str, float]], name: str, family: str, lg: float) -> None:
+            fam = table.setdefault(name, {})
+            fam[family] = max(fam.get(family, lg), lg)
+
+        for h in hits:
+            lg = logit(h.confidence)
+            if h.manufacturer:
+                vote(support, h.manufacturer, h.family, lg)
+            if h.brand:
+                vote(labels, h.brand, h.family, lg)
+                targets = [m for m in firmware_makers if self._consistent(h.brand, m)]
+                for target in targets or [self.label_maker(h.brand)]:
+                    vote(support, target, h.family, lg)
+            if h.device_type:
+                vote(types, h.device_type, h.family, lg)
+
+        maker_score = {m: sum(f.values()) for m, f in support.items()}
+        label_score = {b: sum(f.values()) for b, f in labels.items()}
+        winner = (
+            max(maker_score, key=lambda m: (maker_score[m], m in firmware_makers, m)) if maker_score else None
+        )
+
+        manufacturer: str | None = None
+        confidence = 0.0
+        conflicts: list[Conflict] = []
+        if winner is not None:
+            rivals = {m: s for m, s in maker_score.items() if m != winner and not self._consistent(m, winner)}
+            best_rival = max(rivals.values(), default=0.0)
+            confidence = sigmoid(maker_score[winner] - max(best_rival, 0.0))
+            for m, s in sorted(rivals.items(), key=lambda kv: -kv[1]):
+                conflicts.append(
+                    Conflict(
+                        manufacturer=m, confidence=round(sigmoid(s), 3),
+                        rules=sorted({h.rule for h in hits if m in (h.manufacturer, h.brand)
+                                      or (h.brand and self.label_maker(h.brand) == m)}),
+                    )
+                )
+            if confidence >= MIN_CONFIDENCE:
+                manufacturer = winner
+            else:
+                confidence = 0.0
+
+        # The label on the box: the strongest label consistent with the maker, else the strongest label.
+        if manufacturer is None:
+            brand_out = None
+        else:
+            consistent = [b for b in label_score if self._consistent(b, manufacturer)]
+            pool = consistent or list(label_score)
+            brand_out = max(pool, key=lambda b: (label_score[b], b)) if pool else manufacturer
+        relabel = None
+        if manufacturer and brand_out and brand_out != manufacturer:
+            link = self.related(brand_out, manufacturer)
+            relabel = Relabel(
+                brand=brand_out, manufacturer=manufacturer,
+                relationship=link.relationship if link else "unknown",  # type: ignore[arg-type]
+                valid_from=link.valid_from if link else None, valid_until=link.valid_until if link else None,
+                source=link.source if link else None,
+            )
+
+        device_type = None
+        if types:
+            type_score = {t: sum(f.values()) for t, f in types.items()}
+            device_type = max(type_score, key=lambda t: (type_score[t], _TYPE_ORDER.get(t, 9)))
+        elif manufacturer:
+            maker = self.ruleset.makers.get(manufacturer)
+            device_type = "camera" if maker and maker.kind == "camera" else "other"
+
+        model = self._pick(hits, manufacturer, "model")
+        firmware = self._pick(hits, manufacturer, "firmware")
+        return Result(
+            manufacturer=manufacturer, brand=brand_out, model=model, firmware=firmware,
+            device_type=device_type, confidence=confidence, hits=hits, conflicts=conflicts, relabel=relabel,
+        )
+
+    def _consistent(self, name: str, maker: str) -> bool:
+        """Whether a maker or brand name agrees with `maker` (same, owned by it, or an OEM relationship)."""
+        return name == maker or self.label_maker(name) == maker or self.related(name, maker) is not None
+
+    def _pick(self, hits: list[Hit], maker: str | None, field: str) -> str | None:
+        best: tuple[int, int, float] | None = None
+        chosen: str | None = None
+        for h in hits:
+            v = getattr(h, field)
+            if not v:
+                continue
+            names = [n for n in (h.manufacturer, h.brand) if n]
+            agrees = 0 if (not names or maker is None or any(self._consistent(n, maker) for n in names)) else 1
+            rank = (agrees, _KEY_PRIORITY.get(h.key, 5), -h.confidence)
+            if best is None or rank < best:
+                best, chosen = rank, v
+        return chosen
+
+
+_TYPE_ORDER = {"recorder": 0, "intercom": 1, "access_control": 2, "encoder": 3, "camera": 4, "other": 5}

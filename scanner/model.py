@@ -1,0 +1,179 @@
+"""The records every part of camscan passes around, and the JSON export contract.
+
+Evidence is what was observed (shared/EVIDENCE.md); Identity is what the fingerprint engine concludes
+from it; a Device is one host with its Identity, Evidence and Findings; a ScanReport is the auditor's
+export. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json and a test
+regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION when you make one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+#: Values longer than this are cut before they are stored in a report or matched (http.body has its own cap).
+VALUE_CAP = 4096
+BODY_CAP = 65536
+
+
+def cap_value(key: str, value: str) -> str:
+    """Trim a device-supplied value and cut it to the size camscan is willing to store and match."""
+    limit = BODY_CAP if key == "http.body" else VALUE_CAP
+    value = value.strip()
+    return value if len(value) <= limit else value[:limit]
+
+
+class DeviceType(StrEnum):
+    camera = "camera"
+    recorder = "recorder"
+    encoder = "encoder"
+    intercom = "intercom"
+    access_control = "access_control"
+    other = "other"
+
+
+DEVICE_TYPES: frozenset[str] = frozenset(t.value for t in DeviceType)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Evidence(_Strict):
+    """One observed (key, value) about a host. Keys are the vocabulary of shared/EVIDENCE.md."""
+
+    key: str = Field(min_length=1, max_length=128)
+    value: str
+    source: str | None = Field(default=None, description="the backend or file it came from")
+    observed_at: datetime | None = None
+
+
+class RuleHit(_Strict):
+    """One fingerprint rule that fired, with the Evidence it fired on: the 'why' behind an Identity."""
+
+    rule: str = Field(description="family/rule-id, e.g. http.server/hikvision-app-webs")
+    key: str
+    value: str
+    manufacturer: str | None = None
+    brand: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    device_type: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    confidence: float = Field(ge=0, le=1)
+    source: str = Field(description="where the fact behind the rule comes from")
+
+
+class Conflict(_Strict):
+    """A maker that some evidence pointed at but that lost: kept visible, never silently dropped."""
+
+    manufacturer: str
+    confidence: float = Field(ge=0, le=1)
+    rules: list[str]
+
+
+class Relabel(_Strict):
+    """The label on the box differs from the maker: how the two are related, and who says so."""
+
+    brand: str
+    manufacturer: str
+    relationship: Literal["owned", "affiliate_historic", "oem_reported", "unknown"]
+    valid_from: str | None = None
+    valid_until: str | None = None
+    source: str | None = None
+
+
+class Identity(_Strict):
+    """Who made a host and what it is, with the reasons."""
+
+    manufacturer: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    device_type: DeviceType | None = None
+    confidence: float = Field(default=0.0, ge=0, le=1)
+    matched: list[str] = Field(default_factory=list, description="ids of the rules that fired")
+    reasons: list[RuleHit] = Field(default_factory=list)
+    conflicts: list[Conflict] = Field(default_factory=list)
+    relabel: Relabel | None = None
+
+
+class Severity(StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Finding(_Strict):
+    """A rule of a policy pack that a device breaks, with the evidence and the citation."""
+
+    policy: str
+    policy_version: str
+    rule: str
+    severity: Severity
+    title: str
+    citation: str
+    remediation: str
+    evidence: list[str] = Field(default_factory=list, description="rule ids or evidence keys relied on")
+
+
+class Device(Identity):
+    """One host: where it is, what it is (the Identity fields), what was seen, what it breaks."""
+
+    id: str
+    ip: str | None = None
+    mac: str | None = None
+    hostnames: list[str] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class PackRef(_Strict):
+    id: str
+    version: str
+    sha256: str
+
+
+class ScanMetadata(_Strict):
+    tool: str = "camscan"
+    version: str
+    started_at: datetime
+    finished_at: datetime
+    scope: list[str] = Field(default_factory=list)
+    methods: list[str] = Field(default_factory=list)
+    operator: str | None = None
+    site: str | None = None
+    authorisation: str | None = None
+    packs: list[PackRef] = Field(default_factory=list)
+
+
+class Summary(_Strict):
+    devices: int
+    cameras: int
+    flagged: int
+    by_manufacturer: dict[str, int]
+    by_severity: dict[str, int]
+
+
+class Integrity(_Strict):
+    algorithm: Literal["sha256"] = "sha256"
+    digest: str
+
+
+class ScanReport(_Strict):
+    """The auditor's export: a versioned contract (reports/schema/scan-report.schema.json)."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    scan: ScanMetadata
+    devices: list[Device]
+    summary: Summary
+    errors: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+    integrity: Integrity | None = None

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scanner._data import data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shipped_engine():
+    from scanner.fingerprint.engine import Engine
+    from scanner.fingerprint.rules import load_ruleset
+
+    return Engine(load_ruleset())
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    """A rule directory with the shipped maker list and OEM table and no rule files: tests add their own."""
+    d = tmp_path / "fingerprints"
+    d.mkdir()
+    for name in ("makers.yaml", "oem.yaml"):
+        shutil.copy(data_dir("fingerprints") / name, d / name)
+    return d
