@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from scanner import __version__
 
@@ -51,6 +52,11 @@ def _engine(rules_dir: list[Path] | None):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
+def cell(value: object) -> Text:
+    """A table cell holding device-supplied text: never interpreted as rich markup."""
+    return Text("" if value is None else str(value))
+
+
 @app.command()
 def version() -> None:
     """Print camscan's version."""
@@ -61,7 +67,7 @@ def version() -> None:
 def identify(
     inputs: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Argument(help="JSON Lines files of hosts ({\"id\", \"evidence\": [{\"key\", \"value\"}]}); '-' is stdin."),
+        typer.Argument(help="JSON Lines files of hosts ({\"id\", \"evidence\": [...]}); '-' is stdin."),
     ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the JSON Lines; '-' is stdout.")] = "-",
     rules_dir: RulesDir = None,
@@ -78,16 +84,13 @@ def identify(
     engine = _engine(rules_dir)
     counts = Counts()
     with ExitStack() as stack:
-        if output == "-":
-            dst = sys.stdout
-        else:
-            dst = stack.enter_context(open(output, "w", encoding="utf-8"))  # noqa: SIM115
+        dst = sys.stdout if output == "-" else stack.enter_context(open(output, "w", encoding="utf-8"))
         for name in inputs or ["-"]:
             if name == "-":
                 src = sys.stdin
             else:
                 try:
-                    src = stack.enter_context(open(name, encoding="utf-8", errors="replace"))  # noqa: SIM115
+                    src = stack.enter_context(open(name, encoding="utf-8", errors="replace"))
                 except OSError as exc:
                     err.print(f"[red]error:[/red] cannot read {name}: {exc.strerror}")
                     raise typer.Exit(2) from None
@@ -142,10 +145,54 @@ def rules_match(
     table = Table("rule", "key", "maker", "brand", "candidates", "type", "model", "firmware", "conf", box=None)
     for h in result.hits:
         table.add_row(
-            h.rule, h.key, h.manufacturer or "", h.brand or "", ", ".join(h.candidates), h.device_type or "",
-            h.model or "", h.firmware or "", f"{h.confidence:.2f}",
+            *(cell(v) for v in (h.rule, h.key, h.manufacturer, h.brand, ", ".join(h.candidates), h.device_type,
+                                h.model, h.firmware, f"{h.confidence:.2f}"))
         )
     console.print(table, markup=False)
     line = result.identify_line(None)
     line.pop("id")
     console.print(f"=> {line}", markup=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the report export (committed at reports/schema/scan-report.schema.json)."""
+    import json
+
+    from scanner.model import ScanReport
+
+    print(json.dumps(ScanReport.model_json_schema(), indent=2, sort_keys=True))
+
+
+@app.command()
+def demo(
+    evidence: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Evidence file (JSON Lines) to identify; default: the bundled sample hosts."),
+    ] = None,
+) -> None:
+    """Identify the bundled sample hosts and print what camscan found.
+
+    For now the demo feeds the identification core Evidence recorded in scanner/samples/hosts.jsonl; the
+    simulated lab and live scanning will replace it.
+    """
+    from scanner.identify import parse_host
+
+    path = evidence or Path(__file__).resolve().parent / "samples" / "hosts.jsonl"
+    engine = _engine(None)
+    console = Console(highlight=False)
+    table = Table("host", "manufacturer", "brand", "model", "type", "conf", "why", title=f"camscan demo: {path.name}")
+    makers: dict[str, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            host_id, pairs = parse_host(line)
+            r = engine.identify(pairs)
+            makers[r.manufacturer or "unknown"] = makers.get(r.manufacturer or "unknown", 0) + 1
+            why = ", ".join(r.matched[:3]) + (f" (+{len(r.matched) - 3})" if len(r.matched) > 3 else "")
+            brand = r.brand if r.brand != r.manufacturer else ""
+            table.add_row(*(cell(v) for v in (host_id, r.manufacturer, brand, r.model, r.device_type,
+                                                f"{r.confidence:.2f}", why)))
+    console.print(table)
+    console.print(Text("devices by maker: " + ", ".join(f"{k} {v}" for k, v in sorted(makers.items()))))

@@ -170,7 +170,7 @@ class Integrity(_Strict):
 class ScanReport(_Strict):
     """The auditor's export: a versioned contract (reports/schema/scan-report.schema.json)."""
 
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0"] = "1.0"
     scan: ScanMetadata
     devices: list[Device]
     summary: Summary

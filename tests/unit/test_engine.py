@@ -122,7 +122,7 @@ def test_shared_banner_names_no_maker(engine: Engine) -> None:
 
 
 def test_weak_hint_alone_is_below_the_bar(engine: Engine) -> None:
-    assert 0.6 < MIN_CONFIDENCE
+    assert MIN_CONFIDENCE > 0.6
     assert engine.identify([("http.server", "weak")]).manufacturer is None
 
 

@@ -32,7 +32,8 @@ def write(d: Path, body: str, name: str = "t.yaml") -> None:
         ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  examples: [a]\n", "needs a 'source'"),
         ("- id: x\n  match: 'a'\n  source: s\n  examples: [a]\n", "asserts nothing"),
         ("- id: x\n  match: '(?P<serial>a)'\n  manufacturer: Axis\n  source: s\n  examples: [a]\n", "named groups"),
-        ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  confidence: 1.5\n  source: s\n  examples: [a]\n", "confidence"),
+        ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  confidence: 1.5\n  source: s\n  examples: [a]\n",
+         "confidence"),
         ("- id: x\n  match: 'a'\n  device_type: toaster\n  source: s\n  examples: [a]\n", "device_type"),
         ("- id: X Y\n  match: 'a'\n  manufacturer: Axis\n  source: s\n  examples: [a]\n", "rule id"),
         ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  evaluate: 'os.system(1)'\n  source: s\n  examples: [a]\n",
@@ -65,7 +66,9 @@ def test_duplicate_rule_id_is_refused(rules_dir: Path) -> None:
 
 
 def test_yaml_tags_are_not_evaluated(rules_dir: Path) -> None:
-    (rules_dir / "t.yaml").write_text("family: t\nkeys: [http.server]\nrules: !!python/object/apply:os.system ['true']\n")
+    (rules_dir / "t.yaml").write_text(
+        "family: t\nkeys: [http.server]\nrules: !!python/object/apply:os.system ['true']\n"
+    )
     with pytest.raises(RuleError):
         load_ruleset(rules_dir)
 
