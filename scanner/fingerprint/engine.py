@@ -176,9 +176,10 @@ class Engine:
         _org, rule = table.lookup(mac)
         if rule is None:
             return None
+        manufacturer, brand = rule.asserts()
         return Hit(
-            rule=rule.full_id, family="mac", key="mac", value=mac, manufacturer=rule.manufacturer,
-            brand=None, candidates=(), device_type=rule.device_type, model=None, firmware=None,
+            rule=rule.full_id, family="mac", key="mac", value=mac, manufacturer=manufacturer,
+            brand=brand, candidates=(), device_type=rule.device_type, model=None, firmware=None,
             confidence=rule.confidence, source=rule.source,
         )
 

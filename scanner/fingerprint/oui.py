@@ -55,6 +55,7 @@ def registry_org(mac: str) -> str | None:
 class OuiRule:
     id: str
     manufacturer: str
+    brand: str | None  # the label the registrant sells under (see asserts())
     registry_names: tuple[str, ...]
     device_type: str | None
     confidence: float
@@ -64,6 +65,14 @@ class OuiRule:
     @property
     def full_id(self) -> str:
         return f"mac/{self.id}"
+
+    def asserts(self) -> tuple[str | None, str | None]:
+        """(manufacturer, brand) this OUI supports. A registrant whose brand is itself is a label owner
+        (Amcrest, Lorex, LTS register their own blocks for units others may make): its OUI is a label and
+        firmware evidence decides the maker. An owned brand (EZVIZ) supports both its owner and the label."""
+        if self.brand and self.brand == self.manufacturer:
+            return None, self.brand
+        return self.manufacturer, self.brand
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,9 @@ def load_oui(path: Path, makers: Mapping[str, Maker]) -> OuiTable:
         names = raw.get("registry_names")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise _fail(name, rid, "registry_names must be a non-empty list of strings")
+        brand = raw.get("brand")
+        if brand is not None and brand not in makers:
+            raise _fail(name, rid, f"brand {brand!r} is not a canonical maker (fingerprints/makers.yaml)")
         dtype = raw.get("device_type")
         if dtype is not None and dtype not in DEVICE_TYPES:
             raise _fail(name, rid, f"device_type {dtype!r} is not one of {sorted(DEVICE_TYPES)}")
@@ -138,7 +150,7 @@ def load_oui(path: Path, makers: Mapping[str, Maker]) -> OuiTable:
         if not isinstance(examples, list) or not examples:
             raise _fail(name, rid, "every rule needs at least one example MAC")
         rule = OuiRule(
-            id=rid, manufacturer=str(maker), registry_names=tuple(names), device_type=dtype,
+            id=rid, manufacturer=str(maker), brand=brand, registry_names=tuple(names), device_type=dtype,
             confidence=float(conf), source=source.strip(), examples=tuple(str(e) for e in examples),
         )
         if any(r.id == rid for r in rules):
