@@ -142,13 +142,15 @@ def rules_match(
             mac = normalise_mac(value)
             console.print(f"IEEE registrant: {registry_org(mac) if mac else 'not a MAC address'}", markup=False)
         raise typer.Exit(1)
-    table = Table("rule", "key", "maker", "brand", "candidates", "type", "model", "firmware", "conf", box=None)
     for h in result.hits:
-        table.add_row(
-            *(cell(v) for v in (h.rule, h.key, h.manufacturer, h.brand, ", ".join(h.candidates), h.device_type,
-                                h.model, h.firmware, f"{h.confidence:.2f}"))
-        )
-    console.print(table, markup=False)
+        asserts = [
+            f"maker {h.manufacturer}" if h.manufacturer else "", f"brand {h.brand}" if h.brand else "",
+            f"one of {', '.join(h.candidates)}" if h.candidates else "", f"type {h.device_type}" if h.device_type else "",
+            f"model {h.model}" if h.model else "", f"firmware {h.firmware}" if h.firmware else "",
+        ]
+        console.print(Text(f"{h.rule}  ({h.key}, confidence {h.confidence:.2f})", style="bold"))
+        console.print(Text("  says:   " + ("; ".join(a for a in asserts if a) or "nothing")))
+        console.print(Text(f"  source: {h.source}"))
     line = result.identify_line(None)
     line.pop("id")
     console.print(f"=> {line}", markup=False)

@@ -24,7 +24,7 @@ from scanner.fingerprint.rules import OemLink, RuleSet
 from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value
 
 MIN_CONFIDENCE = 0.65
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 32_768  # (key, value) results kept; bounded so memory stays flat
 
 # Where a model or firmware string is most trustworthy: the device's own management answers first.
 _KEY_PRIORITY = {
@@ -277,8 +277,10 @@ class Engine:
             type_score = {t: sum(f.values()) for t, f in types.items()}
             device_type = max(type_score, key=lambda t: (type_score[t], _TYPE_ORDER.get(t, 9)))
         elif manufacturer:
-            maker = self.ruleset.makers.get(manufacturer)
-            device_type = "camera" if maker and maker.kind == "camera" else "other"
+            # No evidence of the type: a maker that sells mainly cameras -> camera; a non-camera maker ->
+            # other; a maker of many kinds of product (TP-Link, Huawei) -> unknown.
+            kind = self.ruleset.makers[manufacturer].kind
+            device_type = {"camera": "camera", "other": "other"}.get(kind)
 
         model = self._pick(hits, manufacturer, "model")
         firmware = self._pick(hits, manufacturer, "firmware")

@@ -68,7 +68,7 @@ class Rule:
 @dataclass(frozen=True, slots=True)
 class Maker:
     name: str
-    kind: str  # camera | other
+    kind: str  # camera | mixed | other (fingerprints/makers.yaml)
     covered: bool = False
 
 
@@ -127,7 +127,7 @@ class RuleSet:
         return cached
 
     def camera_makers(self) -> list[str]:
-        return sorted(m.name for m in self.makers.values() if m.kind == "camera")
+        return sorted(m.name for m in self.makers.values() if m.kind in ("camera", "mixed"))
 
 
 def _read_yaml(path: Path) -> Any:
@@ -148,8 +148,8 @@ def load_makers(path: Path) -> dict[str, Maker]:
             raise RuleError(path.name, None, f"bad maker entry {entry!r}")
         name = entry["name"]
         kind = entry.get("kind", "camera")
-        if kind not in ("camera", "other"):
-            raise RuleError(path.name, name, f"kind must be camera or other, not {kind!r}")
+        if kind not in ("camera", "mixed", "other"):
+            raise RuleError(path.name, name, f"kind must be camera, mixed or other, not {kind!r}")
         if name in makers:
             raise RuleError(path.name, name, "maker listed twice")
         folded = {m.casefold(): m for m in makers}

@@ -108,7 +108,7 @@ def makers_covered(ruleset: RuleSet) -> set[str]:
         names.update(n for n in (rule.manufacturer, rule.brand) if n)
     if ruleset.oui is not None:
         names.update(r.manufacturer for r in ruleset.oui.rules)
-    return {n for n in names if ruleset.makers[n].kind == "camera"}
+    return {n for n in names if ruleset.makers[n].kind in ("camera", "mixed")}
 
 
 def rule_count(ruleset: RuleSet) -> int:
