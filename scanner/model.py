@@ -116,12 +116,19 @@ class Finding(_Strict):
 
     policy: str
     policy_version: str
+    kind: Literal["regime", "risk"] = Field(
+        description="regime: a law or government guidance (the device is flagged); risk: a security check"
+    )
     rule: str
     severity: Severity
+    tier: str | None = Field(default=None, description="direct | affiliate_historic | commonly_interpreted")
     title: str
     citation: str
     remediation: str
-    evidence: list[str] = Field(default_factory=list, description="rule ids or evidence keys relied on")
+    note: str | None = None
+    evidence: list[str] = Field(
+        default_factory=list, description="the identity rules and Evidence items the finding rests on"
+    )
 
 
 class Device(Identity):
@@ -133,6 +140,12 @@ class Device(Identity):
     hostnames: list[str] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="advisories that are not findings (reported OEM labels)")
+
+    @property
+    def flagged(self) -> bool:
+        """Breaks a rule of a regime pack (a law or government guidance)."""
+        return any(f.kind == "regime" for f in self.findings)
 
 
 class PackRef(_Strict):
@@ -141,9 +154,20 @@ class PackRef(_Strict):
     sha256: str
 
 
+class InputRef(_Strict):
+    """A file the report was built from (evidence lines, a capture), with its SHA-256."""
+
+    name: str
+    kind: str = Field(description="evidence | pcap | report")
+    sha256: str
+    size: int
+
+
 class ScanMetadata(_Strict):
     tool: str = "camscan"
     version: str
+    report_id: str | None = None
+    generated_at: datetime | None = None
     started_at: datetime
     finished_at: datetime
     scope: list[str] = Field(default_factory=list)
@@ -152,12 +176,16 @@ class ScanMetadata(_Strict):
     site: str | None = None
     authorisation: str | None = None
     packs: list[PackRef] = Field(default_factory=list)
+    fingerprints_sha256: str | None = Field(default=None, description="SHA-256 over the fingerprint rule files")
+    inputs: list[InputRef] = Field(default_factory=list)
+    disclaimer: str = "Informational; not legal advice. Findings rest on the evidence listed with each device."
 
 
 class Summary(_Strict):
     devices: int
-    cameras: int
-    flagged: int
+    cameras: int = Field(description="devices of type camera, recorder, encoder, intercom or access_control")
+    flagged: int = Field(description="devices with at least one finding of a regime pack")
+    at_risk: int = Field(default=0, description="devices with at least one finding of a risk pack")
     by_manufacturer: dict[str, int]
     by_severity: dict[str, int]
 

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
+
+Runs `python -m scanner identify` on a JSON Lines corpus (default
+tests/fixtures/eval/heldout.jsonl), compares each answer with the line's `expect`
+({"manufacturer", "device_type", optional "brand"}) and prints:
+
+- three headline numbers: maker accuracy, Hikvision/Dahua recall, and the number of
+  non-cameras wrongly given a camera maker (or a camera device type);
+- accuracy by Evidence key family and by expected maker;
+- every miss: id, expected, got, and the rules that fired.
+
+No assertion: figures only.
+
+    python benchmarks/eval_identify.py [corpus.jsonl ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "tests" / "fixtures" / "eval" / "heldout.jsonl"
+CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
+HIKDAHUA = {"Hikvision", "Dahua"}
+
+
+def load_makers() -> dict[str, str]:
+    data = yaml.safe_load((ROOT / "fingerprints" / "makers.yaml").read_text(encoding="utf-8"))
+    return {m["name"]: m.get("kind", "other") for m in data["makers"]}
+
+
+def family(key: str) -> str:
+    """http.* and rtsp.* keys are reported one by one; other dotted keys by their prefix (onvif, wsd, nmap...)."""
+    if key.startswith(("http.", "rtsp.")) or "." not in key:
+        return key
+    return key.split(".", 1)[0]
+
+
+def run_identify(paths: list[Path]) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-m", "scanner", "identify", *map(str, paths)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"camscan identify failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def pct(a: int, b: int) -> str:
+    return f"{a}/{b} ({100.0 * a / b:.1f}%)" if b else "0/0 (-)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("corpus", nargs="*", type=Path, default=[DEFAULT])
+    ap.add_argument("--json", action="store_true", help="also print the per-host results as JSON Lines")
+    args = ap.parse_args()
+
+    hosts = [json.loads(line) for p in args.corpus for line in p.open(encoding="utf-8") if line.strip()]
+    got = run_identify(args.corpus)
+    by_id = {g.get("id"): g for g in got}
+    kinds = load_makers()
+
+    maker_ok = 0
+    type_ok = type_n = 0
+    brand_ok = brand_n = 0
+    hd_n = hd_found = 0
+    noncam_n = noncam_bad = 0
+    per_family: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    per_maker: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+    misses, noncam_flags, type_misses, unknown_makers = [], [], [], set()
+
+    for h in hosts:
+        exp = h["expect"]
+        g = by_id.get(h["id"], {})
+        em, gm = exp.get("manufacturer"), g.get("manufacturer")
+        if em and em not in kinds:
+            unknown_makers.add(em)
+        ok = em == gm
+        maker_ok += ok
+        fams = sorted({family(e["key"]) for e in h["evidence"]})
+        for f in fams:
+            per_family[f][0] += ok
+            per_family[f][1] += 1
+        label = em or "(none)"
+        per_maker[label][0] += ok
+        per_maker[label][1] += 1
+        if exp.get("device_type") is not None:
+            type_n += 1
+            type_ok += exp["device_type"] == g.get("device_type")
+            if exp["device_type"] != g.get("device_type"):
+                type_misses.append((h, g))
+        if exp.get("brand"):
+            brand_n += 1
+            brand_ok += exp["brand"] == g.get("brand")
+        if em in HIKDAHUA:
+            hd_n += 1
+            hd_found += gm == em
+        is_noncam = h.get("category") == "non_camera" or (
+            h.get("category") is None and exp.get("device_type") not in CAMERA_TYPES and kinds.get(em) != "camera")
+        if is_noncam:
+            noncam_n += 1
+            bad = (gm is not None and kinds.get(gm) == "camera") or g.get("device_type") in CAMERA_TYPES
+            if bad:
+                noncam_bad += 1
+                noncam_flags.append((h, g))
+        if not ok:
+            misses.append((h, g, fams))
+
+    n = len(hosts)
+    print(f"camscan identify on {', '.join(str(p) for p in args.corpus)}: {n} hosts, "
+          f"{sum(1 for h in hosts if h.get('category') == 'camera')} cameras")
+    print()
+    print("HEADLINE")
+    print(f"  maker accuracy:                          {pct(maker_ok, n)}")
+    print(f"  Hikvision/Dahua recall:                  {pct(hd_found, hd_n)}")
+    print(f"  non-cameras given a camera maker/type:   {noncam_bad} of {noncam_n}")
+    print(f"  (device_type accuracy where expected:    {pct(type_ok, type_n)}; brand: {pct(brand_ok, brand_n)})")
+    if unknown_makers:
+        print(f"  expected makers missing from makers.yaml: {', '.join(sorted(unknown_makers))}")
+    print()
+    print("BY KEY FAMILY (hosts carrying that family; maker right)")
+    for f, (a, b) in sorted(per_family.items(), key=lambda kv: (-kv[1][1], kv[0])):
+        print(f"  {f:<24} {pct(a, b)}")
+    print()
+    print("BY EXPECTED MAKER")
+    for m, (a, b) in sorted(per_maker.items(), key=lambda kv: (kv[1][0] / kv[1][1], kv[0])):
+        print(f"  {m:<24} {pct(a, b)}")
+    print()
+    print(f"MAKER MISSES ({len(misses)})")
+    for h, g, fams in misses:
+        ev = "; ".join(f"{e['key']}={e['value'][:90]!r}" for e in h["evidence"][:6])
+        more = f" (+{len(h['evidence']) - 6} more)" if len(h["evidence"]) > 6 else ""
+        print(f"- {h['id']}: expected {h['expect'].get('manufacturer')!r}/{h['expect'].get('device_type')!r}, "
+              f"got {g.get('manufacturer')!r}/{g.get('device_type')!r} conf={g.get('confidence')} "
+              f"matched={g.get('matched')}")
+        print(f"    evidence: {ev}{more}")
+        if h.get("note"):
+            print(f"    note: {h['note']}")
+    print()
+    print(f"NON-CAMERAS FLAGGED AS CAMERA MAKER/TYPE ({len(noncam_flags)})")
+    for h, g in noncam_flags:
+        print(f"- {h['id']}: got {g.get('manufacturer')!r}/{g.get('device_type')!r} matched={g.get('matched')}")
+    print()
+    print(f"DEVICE TYPE MISSES ({len(type_misses)})")
+    for h, g in type_misses:
+        print(f"- {h['id']}: expected {h['expect'].get('device_type')!r}, got {g.get('device_type')!r} "
+              f"(maker {g.get('manufacturer')!r}) matched={g.get('matched')}")
+    if args.json:
+        print()
+        for g in got:
+            print(json.dumps(g))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Policy packs (policies/*.yaml) -> Findings for a Device."""

@@ -1,0 +1,1 @@
+"""ScanReport -> JSON (with integrity), HTML, CSV; diff of two reports."""
