@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(PY) -m scanner demo
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -16,8 +16,9 @@ How evidence combines (the design's "sum of log-odds"):
 from __future__ import annotations
 
 import math
+from urllib.parse import unquote
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scanner.fingerprint.oui import normalise_mac
 from scanner.fingerprint.rules import OemLink, RuleSet
@@ -31,6 +32,15 @@ _KEY_PRIORITY = {
     "onvif.model": 0, "onvif.firmware": 0, "sadp.device_description": 1, "sadp.software_version": 1,
     "dhip.device_type": 1, "dhip.version": 1, "upnp.model_number": 2, "upnp.model_name": 2, "wsd.scope": 3,
 }
+
+
+def _decode(text: str | None) -> str | None:
+    """An extracted model or firmware, trimmed; URL-escaped values (WS-Discovery scopes) decoded."""
+    if not text:
+        return None
+    if "%" in text:
+        text = unquote(text)
+    return text.strip() or None
 
 
 def logit(p: float) -> float:
@@ -113,6 +123,7 @@ class Engine:
         self._cache: dict[tuple[str, str], tuple[Hit, ...]] = {}
         self._owner: dict[str, OemLink] = {}
         self._links: dict[tuple[str, str], OemLink] = {}
+        self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
             if link.relationship == "owned":
@@ -144,8 +155,8 @@ class Engine:
                 if m is None:
                     continue
                 groups = m.groupdict()
-                model = (groups.get("model") or "").strip() or None
-                firmware = (groups.get("firmware") or "").strip() or None
+                model = _decode(groups.get("model"))
+                firmware = _decode(groups.get("firmware"))
                 hits.append(
                     Hit(
                         rule=rule.full_id, family=rule.family, key=key, value=value,
@@ -206,8 +217,11 @@ class Engine:
 
     def combine(self, hits: list[Hit]) -> Result:
         # Firmware-level rules support the maker they name. A label supports every firmware maker it is
-        # consistent with (same, owned brand, OEM relationship); with no such maker it supports the maker
-        # behind the label (itself, or the owner of an owned brand) and so becomes a rival.
+        # consistent with (same, owned brand, OEM relationship, or named together by one rule); with no
+        # such maker it supports the maker behind the label (itself, or the owner of an owned brand) and
+        # so becomes a rival. A firmware rule naming an owned brand (EZVIZ) names its owner, with the brand.
+        hits = [self._normalise(h) for h in hits]
+        self._pairs = {(h.brand, h.manufacturer) for h in hits if h.brand and h.manufacturer}
         firmware_makers = {h.manufacturer for h in hits if h.manufacturer}
         support: dict[str, dict[str, float]] = {}
         labels: dict[str, dict[str, float]] = {}
@@ -290,8 +304,18 @@ class Engine:
         )
 
     def _consistent(self, name: str, maker: str) -> bool:
-        """Whether a maker or brand name agrees with `maker` (same, owned by it, or an OEM relationship)."""
-        return name == maker or self.label_maker(name) == maker or self.related(name, maker) is not None
+        """Whether a maker or brand name agrees with `maker`: the same, owned by it, an OEM relationship, or
+        named together with it by one rule on this host (a rule that knows the brand's firmware family)."""
+        return (
+            name == maker or self.label_maker(name) == maker or self.related(name, maker) is not None
+            or (name, maker) in self._pairs
+        )
+
+    def _normalise(self, h: Hit) -> Hit:
+        link = self._owner.get(h.manufacturer) if h.manufacturer else None
+        if link is None:
+            return h
+        return replace(h, manufacturer=link.maker, brand=h.brand or h.manufacturer)
 
     def _pick(self, hits: list[Hit], maker: str | None, field: str) -> str | None:
         best: tuple[int, int, float] | None = None

@@ -53,6 +53,7 @@ class EvidencePattern:
 class Condition:
     predicates: tuple[Predicate, ...]
     evidence: tuple[EvidencePattern, ...]  # the positive evidence patterns, to cite in a finding
+    uses_identity: bool = False  # conditions on manufacturer/brand/model/firmware: cite the identity rules
 
     def holds(self, device: Device) -> bool:
         return all(p(device) for p in self.predicates)
@@ -126,6 +127,7 @@ def compile_condition(spec: Any, names: Mapping[str, object], where: str = "when
     if "evidence_absent" in spec:
         absent = _evidence_patterns(spec["evidence_absent"], f"{where}.evidence_absent")
         preds.append(lambda d: not any(p.matches(e.key, e.value) for e in d.evidence for p in absent))
+    subs: list[Condition] = []
     if "any" in spec:
         options = spec["any"]
         if not isinstance(options, list) or not options:
@@ -136,7 +138,10 @@ def compile_condition(spec: Any, names: Mapping[str, object], where: str = "when
     if "not" in spec:
         neg = compile_condition(spec["not"], names, f"{where}.not")
         preds.append(lambda d: not neg.holds(d))
-    return Condition(tuple(preds), tuple(cited))
+    uses_identity = bool({"manufacturer", "brand", "model", "firmware"} & set(spec)) or any(
+        s.uses_identity for s in (subs if "any" in spec else [])
+    )
+    return Condition(tuple(preds), tuple(cited), uses_identity)
 
 
 def _field_in(field: str, allowed: frozenset[Any]) -> Predicate:

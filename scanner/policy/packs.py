@@ -104,7 +104,7 @@ def _evidence_for(rule: PolicyRule, device: Device) -> list[str]:
     condition itself matched."""
     cited: list[str] = []
     maker = device.manufacturer
-    for hit in device.reasons:
+    for hit in device.reasons if rule.when.uses_identity else ():
         names = {hit.manufacturer, hit.brand}
         if maker and maker in names or device.brand and device.brand in names:
             cited.append(f"{hit.rule} ({hit.key}: {hit.value[:200]})")
