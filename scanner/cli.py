@@ -66,6 +66,14 @@ def _engine(rules_dir: list[Path] | None):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
+def _console() -> Console:
+    """stdout console; at least 120 columns when writing to a file or pipe (rich assumes 80 there)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 120))
+    return console
+
+
 def cell(value: object) -> Text:
     """A table cell holding device-supplied text: never interpreted as rich markup."""
     return Text("" if value is None else str(value))
@@ -244,7 +252,7 @@ SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "lo
 
 def print_summary(report, console: Console | None = None) -> None:  # type: ignore[no-untyped-def]
     """Devices by maker, then every flagged device with the rules it breaks."""
-    console = console or Console(highlight=False)
+    console = console or _console()
     s = report.summary
     console.print(Text(f"{s.devices} devices, {s.cameras} cameras/recorders, {s.flagged} flagged, "
                        f"{s.at_risk} with security risks", style="bold"))
@@ -258,15 +266,15 @@ def print_summary(report, console: Console | None = None) -> None:  # type: igno
     console.print(makers)
     flagged = [d for d in report.devices if d.flagged]
     if flagged:
-        t = Table("device", "maker / brand", "model", "breaks", title="Flagged devices", box=None)
+        t = Table("device", "maker / brand", "model", "breaks (regime: severity)", title="Flagged devices", box=None)
         for d in flagged:
             who = d.manufacturer + (f" / {d.brand}" if d.brand and d.brand != d.manufacturer else "")
             rules = Text()
             for i, f in enumerate(f for f in d.findings if f.kind == "regime"):
                 if i:
-                    rules.append("\n")
-                rules.append(f"{f.severity.value} ", style=SEVERITY_STYLE[f.severity.value])
-                rules.append(f"{f.policy}/{f.rule}")
+                    rules.append(", ")
+                rules.append(f"{f.policy}: ")
+                rules.append(f.severity.value, style=SEVERITY_STYLE[f.severity.value])
             t.add_row(cell(d.ip or d.id), cell(who), cell(d.model), rules)
         console.print(t)
 
@@ -417,7 +425,7 @@ def demo(
             limitations=["Demo: the Evidence is a recorded sample (scanner/samples/hosts.jsonl), not a live scan; "
                          "no packet was sent."],
         )
-    console = Console(highlight=False)
+    console = _console()
     console.print(Text("camscan demo: sample Evidence of 13 hosts (no network is touched)", style="bold"))
     print_summary(rep, console)
     _write_outputs(rep, out / "report.json", out / "report.html", out / "report.csv")

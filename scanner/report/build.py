@@ -19,6 +19,7 @@ from scanner.identify import read_lines
 from scanner.model import Device, Evidence, InputRef, ScanMetadata, ScanReport, Summary, cap_value
 from scanner.policy.packs import Pack
 
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 CAMERA_TYPES = frozenset({"camera", "recorder", "encoder", "intercom", "access_control"})
 MAX_EVIDENCE_PER_HOST = 2000
 
@@ -85,6 +86,7 @@ def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
     )
     for pack in packs:
         device.findings.extend(pack.findings(device))
+    device.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity.value], f.policy, f.rule))
     device.notes.extend(oem_notes(device, engine))
     return device
 
@@ -124,10 +126,8 @@ def summarise(devices: list[Device]) -> Summary:
 
 def sort_devices(devices: list[Device]) -> list[Device]:
     """Flagged devices first (worst severity first), then by address."""
-    order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-
     def key(d: Device) -> tuple[int, int, str]:
-        worst = min((order[f.severity.value] for f in d.findings), default=9)
+        worst = min((SEVERITY_ORDER[f.severity.value] for f in d.findings), default=9)
         return (0 if d.flagged else 1, worst, d.ip or d.id)
 
     return sorted(devices, key=key)
