@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -38,7 +38,7 @@ def generate(path: Path, hosts: int, seed: int = 7) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(hosts):
             ev = [{"key": k, "value": v} for k, v in rng.sample(pool, 4)]
-            mac = rng.choice(ouis) + ":%02x:%02x:%02x" % (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+            mac = rng.choice(ouis) + "".join(f":{rng.randrange(256):02x}" for _ in range(3))
             ev.append({"key": "mac", "value": mac})
             ev.append({"key": "onvif.serial", "value": f"SN{rng.getrandbits(48):012X}"})
             if i % 3 == 0:

@@ -45,8 +45,9 @@ def family(key: str) -> str:
 
 
 def run_identify(paths: list[Path]) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "scanner", "identify", *map(str, paths)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanner", "identify", *map(str, paths)], capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode != 0:
         raise SystemExit(f"camscan identify failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -103,7 +104,8 @@ def main() -> None:
             hd_n += 1
             hd_found += gm == em
         is_noncam = h.get("category") == "non_camera" or (
-            h.get("category") is None and exp.get("device_type") not in CAMERA_TYPES and kinds.get(em) != "camera")
+            h.get("category") is None and exp.get("device_type") not in CAMERA_TYPES and kinds.get(em) != "camera"
+        )
         if is_noncam:
             noncam_n += 1
             bad = (gm is not None and kinds.get(gm) == "camera") or g.get("device_type") in CAMERA_TYPES
@@ -114,8 +116,10 @@ def main() -> None:
             misses.append((h, g, fams))
 
     n = len(hosts)
-    print(f"camscan identify on {', '.join(str(p) for p in args.corpus)}: {n} hosts, "
-          f"{sum(1 for h in hosts if h.get('category') == 'camera')} cameras")
+    print(
+        f"camscan identify on {', '.join(str(p) for p in args.corpus)}: {n} hosts, "
+        f"{sum(1 for h in hosts if h.get('category') == 'camera')} cameras"
+    )
     print()
     print("HEADLINE")
     print(f"  maker accuracy:                          {pct(maker_ok, n)}")
@@ -134,12 +138,14 @@ def main() -> None:
         print(f"  {m:<24} {pct(a, b)}")
     print()
     print(f"MAKER MISSES ({len(misses)})")
-    for h, g, fams in misses:
+    for h, g, _fams in misses:
         ev = "; ".join(f"{e['key']}={e['value'][:90]!r}" for e in h["evidence"][:6])
         more = f" (+{len(h['evidence']) - 6} more)" if len(h["evidence"]) > 6 else ""
-        print(f"- {h['id']}: expected {h['expect'].get('manufacturer')!r}/{h['expect'].get('device_type')!r}, "
-              f"got {g.get('manufacturer')!r}/{g.get('device_type')!r} conf={g.get('confidence')} "
-              f"matched={g.get('matched')}")
+        print(
+            f"- {h['id']}: expected {h['expect'].get('manufacturer')!r}/{h['expect'].get('device_type')!r}, "
+            f"got {g.get('manufacturer')!r}/{g.get('device_type')!r} conf={g.get('confidence')} "
+            f"matched={g.get('matched')}"
+        )
         print(f"    evidence: {ev}{more}")
         if h.get("note"):
             print(f"    note: {h['note']}")
@@ -150,8 +156,10 @@ def main() -> None:
     print()
     print(f"DEVICE TYPE MISSES ({len(type_misses)})")
     for h, g in type_misses:
-        print(f"- {h['id']}: expected {h['expect'].get('device_type')!r}, got {g.get('device_type')!r} "
-              f"(maker {g.get('manufacturer')!r}) matched={g.get('matched')}")
+        print(
+            f"- {h['id']}: expected {h['expect'].get('device_type')!r}, got {g.get('device_type')!r} "
+            f"(maker {g.get('manufacturer')!r}) matched={g.get('matched')}"
+        )
     if args.json:
         print()
         for g in got:

@@ -39,7 +39,8 @@ RulesDir = Annotated[
     typer.Option(
         "--rules-dir",
         help="Extra directory of rule files (a council's own), read after the shipped rules. Repeatable.",
-        exists=True, file_okay=False,
+        exists=True,
+        file_okay=False,
     ),
 ]
 
@@ -50,8 +51,12 @@ PolicyIds = Annotated[
 ]
 PolicyDir = Annotated[
     Optional[list[Path]],  # noqa: UP045
-    typer.Option("--policy-dir", help="Extra directory of policy packs (a council's own). Repeatable.",
-                 exists=True, file_okay=False),
+    typer.Option(
+        "--policy-dir",
+        help="Extra directory of policy packs (a council's own). Repeatable.",
+        exists=True,
+        file_okay=False,
+    ),
 ]
 
 
@@ -89,7 +94,7 @@ def version() -> None:
 def identify(
     inputs: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Argument(help="JSON Lines files of hosts ({\"id\", \"evidence\": [...]}); '-' is stdin."),
+        typer.Argument(help='JSON Lines files of hosts ({"id", "evidence": [...]}); \'-\' is stdin.'),
     ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the JSON Lines; '-' is stdout.")] = "-",
     rules_dir: RulesDir = None,
@@ -166,9 +171,12 @@ def rules_match(
         raise typer.Exit(1)
     for h in result.hits:
         asserts = [
-            f"maker {h.manufacturer}" if h.manufacturer else "", f"brand {h.brand}" if h.brand else "",
-            f"one of {', '.join(h.candidates)}" if h.candidates else "", f"type {h.device_type}" if h.device_type else "",
-            f"model {h.model}" if h.model else "", f"firmware {h.firmware}" if h.firmware else "",
+            f"maker {h.manufacturer}" if h.manufacturer else "",
+            f"brand {h.brand}" if h.brand else "",
+            f"one of {', '.join(h.candidates)}" if h.candidates else "",
+            f"type {h.device_type}" if h.device_type else "",
+            f"model {h.model}" if h.model else "",
+            f"firmware {h.firmware}" if h.firmware else "",
         ]
         console.print(Text(f"{h.rule}  ({h.key}, confidence {h.confidence:.2f})", style="bold"))
         console.print(Text("  says:   " + ("; ".join(a for a in asserts if a) or "nothing")))
@@ -186,8 +194,6 @@ def schema() -> None:
     from scanner.model import ScanReport
 
     print(json.dumps(ScanReport.model_json_schema(), indent=2, sort_keys=True))
-
-
 
 
 def _packs(engine, policy: list[str] | None, policy_dir: list[Path] | None):  # type: ignore[no-untyped-def]
@@ -254,8 +260,12 @@ def print_summary(report, console: Console | None = None) -> None:  # type: igno
     """Devices by maker, then every flagged device with the rules it breaks."""
     console = console or _console()
     s = report.summary
-    console.print(Text(f"{s.devices} devices, {s.cameras} cameras/recorders, {s.flagged} flagged, "
-                       f"{s.at_risk} with security risks", style="bold"))
+    console.print(
+        Text(
+            f"{s.devices} devices, {s.cameras} cameras/recorders, {s.flagged} flagged, {s.at_risk} with security risks",
+            style="bold",
+        )
+    )
     makers = Table("manufacturer", "devices", "flagged", title="Devices by maker", box=None)
     flagged_by: dict[str, int] = {}
     for d in report.devices:
@@ -283,12 +293,18 @@ def print_summary(report, console: Console | None = None) -> None:  # type: igno
 def report(
     source: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="An existing report JSON to re-render (instead of --evidence).", exists=True, dir_okay=False),
+        typer.Argument(
+            help="An existing report JSON to re-render (instead of --evidence).", exists=True, dir_okay=False
+        ),
     ] = None,
     evidence: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--evidence", help="Evidence lines (JSON Lines: {id, ip?, mac?, evidence: [{key, value}]}).",
-                     exists=True, dir_okay=False),
+        typer.Option(
+            "--evidence",
+            help="Evidence lines (JSON Lines: {id, ip?, mac?, evidence: [{key, value}]}).",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
     html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
@@ -331,11 +347,21 @@ def report(
         started = datetime.now(UTC)
         with evidence.open(encoding="utf-8", errors="replace") as fh:
             rep = build_report(
-                read_hosts(fh, evidence.name, errors), engine, packs, started_at=started, methods=["evidence-file"],
-                operator=operator, site=site, authorisation=authorisation, inputs=[file_ref(evidence, "evidence")],
-                errors=errors, fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
-                limitations=["Built from an evidence file: camscan sent no packet; identification is only as complete "
-                             "as the evidence given."],
+                read_hosts(fh, evidence.name, errors),
+                engine,
+                packs,
+                started_at=started,
+                methods=["evidence-file"],
+                operator=operator,
+                site=site,
+                authorisation=authorisation,
+                inputs=[file_ref(evidence, "evidence")],
+                errors=errors,
+                fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+                limitations=[
+                    "Built from an evidence file: camscan sent no packet; identification is only as complete "
+                    "as the evidence given."
+                ],
             )
     _write_outputs(rep, json_out, html_out, csv_out)
     if source is None:
@@ -343,7 +369,9 @@ def report(
 
 
 @app.command()
-def verify(report_file: Annotated[Path, typer.Argument(help="A camscan report JSON.", exists=True, dir_okay=False)]) -> None:
+def verify(
+    report_file: Annotated[Path, typer.Argument(help="A camscan report JSON.", exists=True, dir_okay=False)],
+) -> None:
     """Check a report's integrity digest: exit 0 if it matches its content, 1 if the report was changed."""
     from scanner.report.export import ReportError, load_document, verify_document
 
@@ -380,16 +408,26 @@ def diff(
         return
     console = Console(highlight=False)
     for dev in d.new:
-        console.print(Text(f"+ new     {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}"
-                           + (" FLAGGED" if dev.flagged else "")))
+        console.print(
+            Text(
+                f"+ new     {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}"
+                + (" FLAGGED" if dev.flagged else "")
+            )
+        )
     for dev in d.gone:
-        console.print(Text(f"- gone    {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}"))
+        console.print(
+            Text(f"- gone    {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}")
+        )
     for c in d.changed:
         parts = [f"{k}: {o!s} -> {n!s}" for k, (o, n) in c.changes.items()]
         parts += [f"finding new {x}" for x in c.findings_new] + [f"finding resolved {x}" for x in c.findings_resolved]
         console.print(Text(f"~ changed {c.device.ip or c.device.id}: " + "; ".join(parts)))
-    console.print(Text(f"{len(d.new)} new, {len(d.gone)} gone, {len(d.changed)} changed; findings: "
-                       f"{d.findings_new} new, {d.findings_resolved} resolved"))
+    console.print(
+        Text(
+            f"{len(d.new)} new, {len(d.gone)} gone, {len(d.changed)} changed; findings: "
+            f"{d.findings_new} new, {d.findings_resolved} resolved"
+        )
+    )
 
 
 @app.command()
@@ -419,11 +457,21 @@ def demo(
     started = datetime.now(UTC)
     with path.open(encoding="utf-8") as fh:
         rep = build_report(
-            read_hosts(fh, path.name, errors), engine, packs, started_at=started, methods=["sample-evidence"],
-            site="camscan demo (sample evidence)", operator="camscan demo", authorisation="demo: no network scanned",
-            inputs=[file_ref(path, "evidence")], errors=errors, fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
-            limitations=["Demo: the Evidence is a recorded sample (scanner/samples/hosts.jsonl), not a live scan; "
-                         "no packet was sent."],
+            read_hosts(fh, path.name, errors),
+            engine,
+            packs,
+            started_at=started,
+            methods=["sample-evidence"],
+            site="camscan demo (sample evidence)",
+            operator="camscan demo",
+            authorisation="demo: no network scanned",
+            inputs=[file_ref(path, "evidence")],
+            errors=errors,
+            fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+            limitations=[
+                "Demo: the Evidence is a recorded sample (scanner/samples/hosts.jsonl), not a live scan; "
+                "no packet was sent."
+            ],
         )
     console = _console()
     console.print(Text("camscan demo: sample Evidence of 13 hosts (no network is touched)", style="bold"))

@@ -24,9 +24,16 @@ from tests.report_fixtures import PACK, write_hostile
 SAMPLES = Path(__file__).resolve().parent.parent / "scanner" / "samples" / "hosts.jsonl"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--window-size=1200,3000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--window-size=1200,3000",
 ]
 
 
@@ -44,7 +51,10 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
         pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120,
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
             check=False,
         )
 
@@ -78,7 +88,9 @@ def test_rendered_dom_shows_summary_flagged_devices_and_evidence(report_html: Pa
     flagged = dom.split('id="flagged"', 1)[1].split('id="risks"', 1)[0]
     assert "10.77.0.11: Hikvision DS-2CD2143G2-I" in flagged
     assert "10.77.0.22: Dahua (sold as Amcrest)" in flagged
-    assert "Equipment produced by a covered entity" in flagged and "https://www.acquisition.gov/far/52.204-25" in flagged
+    assert (
+        "Equipment produced by a covered entity" in flagged and "https://www.acquisition.gov/far/52.204-25" in flagged
+    )
     assert "http.server/hikvision-app-webs (http.server: App-webs/)" in flagged  # the evidence behind the finding
     assert "&lt;script&gt;document.title=" in dom  # the hostile title, shown as text
     elements = _Elements()

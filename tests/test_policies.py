@@ -23,7 +23,9 @@ def _checks():  # type: ignore[no-untyped-def]
 CHECKS = _checks()
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=[getattr(c, "pack", "load") + ":" + getattr(c, "example", "") for c in CHECKS])
+@pytest.mark.parametrize(
+    "check", CHECKS, ids=[getattr(c, "pack", "load") + ":" + getattr(c, "example", "") for c in CHECKS]
+)
 def test_pack_example_holds(check) -> None:  # type: ignore[no-untyped-def]
     assert not isinstance(check, Exception), str(check)
     assert check.ok, f"{check.pack}: {check.example}: {check.message}"
@@ -51,8 +53,10 @@ HIKVISION_MADE = {
 }
 DAHUA_MADE = {
     "dahua": [("dhip.device_type", "IPC-HDW2431T-AS-S2"), ("mac", "f8:ce:07:12:34:56")],
-    "amcrest-relabel": [("onvif.manufacturer", "Amcrest"), ("http.www_authenticate",
-                        'Digest realm="Login to AMC0123456789ABCDE", qop="auth", nonce="1", opaque="2"')],
+    "amcrest-relabel": [
+        ("onvif.manufacturer", "Amcrest"),
+        ("http.www_authenticate", 'Digest realm="Login to AMC0123456789ABCDE", qop="auth", nonce="1", opaque="2"'),
+    ],
     "nvr": [("onvif.model", "DHI-NVR4108HS-8P-4KS2")],
 }
 
@@ -77,7 +81,10 @@ def test_covered_devices_carry_each_regime_with_citation(assess, maker: str, pai
 @pytest.mark.parametrize(
     ("name", "pairs"),
     [
-        ("axis", [("onvif.manufacturer", "AXIS"), ("mac", "ac:cc:8e:12:34:56"), ("mdns.service", "_axis-video._tcp.local.")]),
+        (
+            "axis",
+            [("onvif.manufacturer", "AXIS"), ("mac", "ac:cc:8e:12:34:56"), ("mdns.service", "_axis-video._tcp.local.")],
+        ),
         ("hanwha", [("onvif.manufacturer", "Hanwha Vision"), ("onvif.model", "XNV-6080")]),
         ("amcrest-label-only", [("onvif.manufacturer", "Amcrest"), ("onvif.model", "IP8M-2496EB")]),
         ("lorex-label-only", [("onvif.manufacturer", "Lorex")]),

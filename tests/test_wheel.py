@@ -26,7 +26,9 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp / "dist"), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     wheel = next((tmp / "dist").glob("camscan-*.whl"))
     env_dir = tmp / "venv"
@@ -34,12 +36,16 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     py = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     Path(site, "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return env_dir
 
@@ -47,17 +53,29 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(env_dir: Path, cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run(
-        [str(env_dir / "bin" / "camscan"), *args], cwd=cwd, input=stdin, capture_output=True, text=True,
-        timeout=120, env=env, check=False,
+        [str(env_dir / "bin" / "camscan"), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
 
 
 @pytest.mark.slow
 def test_wheel_ships_code_and_data(wheel_venv: Path, tmp_path: Path) -> None:
     where = subprocess.run(
-        [str(wheel_venv / "bin" / "python"), "-c",
-         "import scanner, scanner._data as d; print(scanner.__file__); print(d.data_dir('fingerprints'))"],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
+        [
+            str(wheel_venv / "bin" / "python"),
+            "-c",
+            "import scanner, scanner._data as d; print(scanner.__file__); print(d.data_dir('fingerprints'))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert all(str(wheel_venv) in p for p in where), where
     assert where[1].endswith("scanner/_data/fingerprints")

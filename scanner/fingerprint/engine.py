@@ -16,9 +16,9 @@ How evidence combines (the design's "sum of log-odds"):
 from __future__ import annotations
 
 import math
-from urllib.parse import unquote
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from urllib.parse import unquote
 
 from scanner.fingerprint.oui import normalise_mac
 from scanner.fingerprint.rules import OemLink, RuleSet
@@ -29,8 +29,15 @@ _CACHE_LIMIT = 32_768  # (key, value) results kept; bounded so memory stays flat
 
 # Where a model or firmware string is most trustworthy: the device's own management answers first.
 _KEY_PRIORITY = {
-    "onvif.model": 0, "onvif.firmware": 0, "sadp.device_description": 1, "sadp.software_version": 1,
-    "dhip.device_type": 1, "dhip.version": 1, "upnp.model_number": 2, "upnp.model_name": 2, "wsd.scope": 3,
+    "onvif.model": 0,
+    "onvif.firmware": 0,
+    "sadp.device_description": 1,
+    "sadp.software_version": 1,
+    "dhip.device_type": 1,
+    "dhip.version": 1,
+    "upnp.model_number": 2,
+    "upnp.model_name": 2,
+    "wsd.scope": 3,
 }
 
 
@@ -74,9 +81,17 @@ class Hit:
     def to_rule_hit(self, value_cap: int = 512) -> RuleHit:
         value = self.value if len(self.value) <= value_cap else self.value[:value_cap] + "…"
         return RuleHit(
-            rule=self.rule, key=self.key, value=value, manufacturer=self.manufacturer, brand=self.brand,
-            candidates=list(self.candidates), device_type=self.device_type, model=self.model,
-            firmware=self.firmware, confidence=self.confidence, source=self.source,
+            rule=self.rule,
+            key=self.key,
+            value=value,
+            manufacturer=self.manufacturer,
+            brand=self.brand,
+            candidates=list(self.candidates),
+            device_type=self.device_type,
+            model=self.model,
+            firmware=self.firmware,
+            confidence=self.confidence,
+            source=self.source,
         )
 
 
@@ -101,17 +116,28 @@ class Result:
     def identify_line(self, host_id: object) -> dict[str, object]:
         """Exactly the `camscan identify` output contract of shared/EVIDENCE.md."""
         return {
-            "id": host_id, "manufacturer": self.manufacturer, "brand": self.brand, "model": self.model,
-            "firmware": self.firmware, "device_type": self.device_type,
-            "confidence": round(self.confidence, 3), "matched": self.matched,
+            "id": host_id,
+            "manufacturer": self.manufacturer,
+            "brand": self.brand,
+            "model": self.model,
+            "firmware": self.firmware,
+            "device_type": self.device_type,
+            "confidence": round(self.confidence, 3),
+            "matched": self.matched,
         }
 
     def to_identity(self) -> Identity:
         return Identity(
-            manufacturer=self.manufacturer, brand=self.brand, model=self.model, firmware=self.firmware,
+            manufacturer=self.manufacturer,
+            brand=self.brand,
+            model=self.model,
+            firmware=self.firmware,
             device_type=DeviceType(self.device_type) if self.device_type else None,
-            confidence=round(self.confidence, 3), matched=self.matched,
-            reasons=[h.to_rule_hit() for h in self.hits], conflicts=self.conflicts, relabel=self.relabel,
+            confidence=round(self.confidence, 3),
+            matched=self.matched,
+            reasons=[h.to_rule_hit() for h in self.hits],
+            conflicts=self.conflicts,
+            relabel=self.relabel,
         )
 
 
@@ -159,10 +185,18 @@ class Engine:
                 firmware = _decode(groups.get("firmware"))
                 hits.append(
                     Hit(
-                        rule=rule.full_id, family=rule.family, key=key, value=value,
-                        manufacturer=rule.manufacturer, brand=rule.brand, candidates=rule.candidates,
-                        device_type=rule.device_type, model=model, firmware=firmware,
-                        confidence=rule.confidence, source=rule.source,
+                        rule=rule.full_id,
+                        family=rule.family,
+                        key=key,
+                        value=value,
+                        manufacturer=rule.manufacturer,
+                        brand=rule.brand,
+                        candidates=rule.candidates,
+                        device_type=rule.device_type,
+                        model=model,
+                        firmware=firmware,
+                        confidence=rule.confidence,
+                        source=rule.source,
                     )
                 )
                 break
@@ -170,9 +204,17 @@ class Engine:
             for model in {h.model for h in hits if h.model}:
                 hits.extend(
                     Hit(
-                        rule=h.rule, family=h.family, key=key, value=value, manufacturer=h.manufacturer,
-                        brand=h.brand, candidates=h.candidates, device_type=h.device_type,
-                        model=h.model or model, firmware=h.firmware, confidence=h.confidence,
+                        rule=h.rule,
+                        family=h.family,
+                        key=key,
+                        value=value,
+                        manufacturer=h.manufacturer,
+                        brand=h.brand,
+                        candidates=h.candidates,
+                        device_type=h.device_type,
+                        model=h.model or model,
+                        firmware=h.firmware,
+                        confidence=h.confidence,
                         source=h.source,
                     )
                     for h in self.match("model", model)
@@ -189,9 +231,18 @@ class Engine:
             return None
         manufacturer, brand = rule.asserts()
         return Hit(
-            rule=rule.full_id, family="mac", key="mac", value=mac, manufacturer=manufacturer,
-            brand=brand, candidates=(), device_type=rule.device_type, model=None, firmware=None,
-            confidence=rule.confidence, source=rule.source,
+            rule=rule.full_id,
+            family="mac",
+            key="mac",
+            value=mac,
+            manufacturer=manufacturer,
+            brand=brand,
+            candidates=(),
+            device_type=rule.device_type,
+            model=None,
+            firmware=None,
+            confidence=rule.confidence,
+            source=rule.source,
         )
 
     # -- combining --------------------------------------------------------------------------------
@@ -245,9 +296,7 @@ class Engine:
 
         maker_score = {m: sum(f.values()) for m, f in support.items()}
         label_score = {b: sum(f.values()) for b, f in labels.items()}
-        winner = (
-            max(maker_score, key=lambda m: (maker_score[m], m in firmware_makers, m)) if maker_score else None
-        )
+        winner = max(maker_score, key=lambda m: (maker_score[m], m in firmware_makers, m)) if maker_score else None
 
         manufacturer: str | None = None
         confidence = 0.0
@@ -259,9 +308,15 @@ class Engine:
             for m, s in sorted(rivals.items(), key=lambda kv: -kv[1]):
                 conflicts.append(
                     Conflict(
-                        manufacturer=m, confidence=round(sigmoid(s), 3),
-                        rules=sorted({h.rule for h in hits if m in (h.manufacturer, h.brand)
-                                      or (h.brand and self.label_maker(h.brand) == m)}),
+                        manufacturer=m,
+                        confidence=round(sigmoid(s), 3),
+                        rules=sorted(
+                            {
+                                h.rule
+                                for h in hits
+                                if m in (h.manufacturer, h.brand) or (h.brand and self.label_maker(h.brand) == m)
+                            }
+                        ),
                     )
                 )
             if confidence >= MIN_CONFIDENCE:
@@ -280,9 +335,11 @@ class Engine:
         if manufacturer and brand_out and brand_out != manufacturer:
             link = self.related(brand_out, manufacturer)
             relabel = Relabel(
-                brand=brand_out, manufacturer=manufacturer,
+                brand=brand_out,
+                manufacturer=manufacturer,
                 relationship=link.relationship if link else "unknown",  # type: ignore[arg-type]
-                valid_from=link.valid_from if link else None, valid_until=link.valid_until if link else None,
+                valid_from=link.valid_from if link else None,
+                valid_until=link.valid_until if link else None,
                 source=link.source if link else None,
             )
 
@@ -299,15 +356,24 @@ class Engine:
         model = self._pick(hits, manufacturer, "model")
         firmware = self._pick(hits, manufacturer, "firmware")
         return Result(
-            manufacturer=manufacturer, brand=brand_out, model=model, firmware=firmware,
-            device_type=device_type, confidence=confidence, hits=hits, conflicts=conflicts, relabel=relabel,
+            manufacturer=manufacturer,
+            brand=brand_out,
+            model=model,
+            firmware=firmware,
+            device_type=device_type,
+            confidence=confidence,
+            hits=hits,
+            conflicts=conflicts,
+            relabel=relabel,
         )
 
     def _consistent(self, name: str, maker: str) -> bool:
         """Whether a maker or brand name agrees with `maker`: the same, owned by it, an OEM relationship, or
         named together with it by one rule on this host (a rule that knows the brand's firmware family)."""
         return (
-            name == maker or self.label_maker(name) == maker or self.related(name, maker) is not None
+            name == maker
+            or self.label_maker(name) == maker
+            or self.related(name, maker) is not None
             or (name, maker) in self._pairs
         )
 

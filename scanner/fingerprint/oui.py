@@ -150,8 +150,14 @@ def load_oui(path: Path, makers: Mapping[str, Maker]) -> OuiTable:
         if not isinstance(examples, list) or not examples:
             raise _fail(name, rid, "every rule needs at least one example MAC")
         rule = OuiRule(
-            id=rid, manufacturer=str(maker), brand=brand, registry_names=tuple(names), device_type=dtype,
-            confidence=float(conf), source=source.strip(), examples=tuple(str(e) for e in examples),
+            id=rid,
+            manufacturer=str(maker),
+            brand=brand,
+            registry_names=tuple(names),
+            device_type=dtype,
+            confidence=float(conf),
+            source=source.strip(),
+            examples=tuple(str(e) for e in examples),
         )
         if any(r.id == rid for r in rules):
             raise _fail(name, rid, "rule id used twice in the file")
@@ -168,11 +174,15 @@ def load_oui(path: Path, makers: Mapping[str, Maker]) -> OuiTable:
             raise _fail(name, raw["registry_name"], "a look-alike cannot also be mapped to a maker")
         lookalikes.append(
             Lookalike(
-                registry_name=raw["registry_name"], not_maker=str(raw.get("not", "")),
-                note=str(raw.get("note", "")), examples=tuple(str(e) for e in raw.get("examples") or []),
+                registry_name=raw["registry_name"],
+                not_maker=str(raw.get("not", "")),
+                note=str(raw.get("note", "")),
+                examples=tuple(str(e) for e in raw.get("examples") or []),
             )
         )
     return OuiTable(
-        rules=rules, lookalikes=lookalikes, by_name=by_name,
+        rules=rules,
+        lookalikes=lookalikes,
+        by_name=by_name,
         lookalike_names={fold(lk.registry_name): lk for lk in lookalikes},
     )

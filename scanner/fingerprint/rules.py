@@ -22,8 +22,18 @@ _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _GROUPS = frozenset({"model", "firmware"})
 _RULE_FIELDS = frozenset(
     {
-        "id", "match", "keys", "manufacturer", "brand", "candidates", "device_type", "confidence",
-        "source", "examples", "counter_examples", "note",
+        "id",
+        "match",
+        "keys",
+        "manufacturer",
+        "brand",
+        "candidates",
+        "device_type",
+        "confidence",
+        "source",
+        "examples",
+        "counter_examples",
+        "note",
     }
 )
 DEFAULT_CONFIDENCE = 0.8
@@ -180,9 +190,13 @@ def load_oem(path: Path, makers: Mapping[str, Maker]) -> list[OemLink]:
             raise RuleError(path.name, f"{brand}->{maker}", "a relationship needs a source")
         links.append(
             OemLink(
-                brand=str(brand), maker=str(maker), relationship=str(rel),
-                valid_from=_opt_str(entry.get("valid_from")), valid_until=_opt_str(entry.get("valid_until")),
-                source=str(entry["source"]), note=_opt_str(entry.get("note")),
+                brand=str(brand),
+                maker=str(maker),
+                relationship=str(rel),
+                valid_from=_opt_str(entry.get("valid_from")),
+                valid_until=_opt_str(entry.get("valid_until")),
+                source=str(entry["source"]),
+                note=_opt_str(entry.get("note")),
             )
         )
     return links
@@ -267,9 +281,19 @@ def parse_rule(raw: Any, file: str, family: str, file_keys: tuple[str, ...], mak
     examples = tuple(_parse_example(e, file, rid) for e in examples_raw)
     counters = tuple(str(c) for c in (raw.get("counter_examples") or []))
     return Rule(
-        file=file, family=family, id=rid, keys=keys, pattern=pattern,
-        manufacturer=manufacturer, brand=brand, candidates=candidates, device_type=device_type,
-        confidence=float(confidence), source=source.strip(), examples=examples, counter_examples=counters,
+        file=file,
+        family=family,
+        id=rid,
+        keys=keys,
+        pattern=pattern,
+        manufacturer=manufacturer,
+        brand=brand,
+        candidates=candidates,
+        device_type=device_type,
+        confidence=float(confidence),
+        source=source.strip(),
+        examples=examples,
+        counter_examples=counters,
     )
 
 

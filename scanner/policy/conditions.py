@@ -158,5 +158,3 @@ def _field_search(field: str, pattern: re.Pattern[str]) -> Predicate:
         return bool(v) and pattern.search(v) is not None
 
     return check
-
-

@@ -24,8 +24,21 @@ KINDS = ("regime", "risk")
 TIERS = ("direct", "affiliate_historic", "commonly_interpreted")
 SEVERITIES = tuple(s.value for s in Severity)
 _PACK_FIELDS = {
-    "id", "kind", "version", "as_of", "title", "jurisdiction", "instrument", "legal_force", "applies_to",
-    "disclaimer", "citations", "scope_qualifier", "effective_dates", "criterion", "note",
+    "id",
+    "kind",
+    "version",
+    "as_of",
+    "title",
+    "jurisdiction",
+    "instrument",
+    "legal_force",
+    "applies_to",
+    "disclaimer",
+    "citations",
+    "scope_qualifier",
+    "effective_dates",
+    "criterion",
+    "note",
 }
 _RULE_FIELDS = {"id", "title", "severity", "tier", "citations", "remediation", "note", "when"}
 
@@ -90,10 +103,17 @@ class Pack:
             if rule.when.holds(device):
                 out.append(
                     Finding(
-                        policy=self.id, policy_version=self.version, kind=self.kind,  # type: ignore[arg-type]
-                        rule=rule.id, severity=Severity(rule.severity), tier=rule.tier, title=rule.title,
-                        citation="; ".join(c.text() for c in rule.citations), remediation=rule.remediation,
-                        note=rule.note, evidence=_evidence_for(rule, device),
+                        policy=self.id,
+                        policy_version=self.version,
+                        kind=self.kind,  # type: ignore[arg-type]
+                        rule=rule.id,
+                        severity=Severity(rule.severity),
+                        tier=rule.tier,
+                        title=rule.title,
+                        citation="; ".join(c.text() for c in rule.citations),
+                        remediation=rule.remediation,
+                        note=rule.note,
+                        evidence=_evidence_for(rule, device),
                     )
                 )
         return out
@@ -106,7 +126,7 @@ def _evidence_for(rule: PolicyRule, device: Device) -> list[str]:
     maker = device.manufacturer
     for hit in device.reasons if rule.when.uses_identity else ():
         names = {hit.manufacturer, hit.brand}
-        if maker and maker in names or device.brand and device.brand in names:
+        if (maker and maker in names) or (device.brand and device.brand in names):
             cited.append(f"{hit.rule} ({hit.key}: {hit.value[:200]})")
     cited.extend(rule.when.cited_evidence(device))
     return list(dict.fromkeys(cited))
@@ -157,7 +177,9 @@ def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
         if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not c.get("title"):
             raise PackError(name, None, f"citation needs id and title: {c!r}")
         url = c.get("url")
-        if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://")) or "..." in url):
+        if url is not None and (
+            not isinstance(url, str) or not url.startswith(("https://", "http://")) or "..." in url
+        ):
             raise PackError(name, None, f"citation {c['id']!r}: url must be a complete http(s) address")
         citations[c["id"]] = Citation(c["id"], str(c["title"]), url, c.get("tag"))
     if not citations:
@@ -190,9 +212,14 @@ def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
             raise PackError(name, rid, str(exc)) from None
         rules.append(
             PolicyRule(
-                id=rid, title=_str(raw, "title", name, rid), severity=severity, tier=tier,
-                citations=tuple(citations[c] for c in cites), remediation=_str(raw, "remediation", name, rid),
-                note=_str(raw, "note", name, rid, required=False) or None, when=when,
+                id=rid,
+                title=_str(raw, "title", name, rid),
+                severity=severity,
+                tier=tier,
+                citations=tuple(citations[c] for c in cites),
+                remediation=_str(raw, "remediation", name, rid),
+                note=_str(raw, "note", name, rid, required=False) or None,
+                when=when,
             )
         )
     examples: list[PackExample] = []
@@ -207,14 +234,24 @@ def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
     if not examples:
         raise PackError(name, None, "a pack needs examples")
     return Pack(
-        id=pid, kind=kind, version=_str(head, "version", name), as_of=_str(head, "as_of", name),
-        title=_str(head, "title", name), disclaimer=_str(head, "disclaimer", name), file=name,
-        sha256=hashlib.sha256(data).hexdigest(), header=head, rules=tuple(rules), examples=tuple(examples),
+        id=pid,
+        kind=kind,
+        version=_str(head, "version", name),
+        as_of=_str(head, "as_of", name),
+        title=_str(head, "title", name),
+        disclaimer=_str(head, "disclaimer", name),
+        file=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        header=head,
+        rules=tuple(rules),
+        examples=tuple(examples),
     )
 
 
 def load_packs(
-    makers: Mapping[str, object], extra_dirs: Iterable[Path] = (), only: Sequence[str] = (),
+    makers: Mapping[str, object],
+    extra_dirs: Iterable[Path] = (),
+    only: Sequence[str] = (),
     directory: Path | None = None,
 ) -> list[Pack]:
     """The shipped packs plus any council's own; `only` narrows to those ids (unknown ids are an error)."""

@@ -68,8 +68,10 @@ def read_hosts(stream: IO[str], name: str, errors: list[str]) -> Iterator[Host]:
             errors.append(f"{where}: {skipped} malformed or excess evidence item(s) skipped")
         ip, mac = doc.get("ip"), doc.get("mac")
         yield Host(
-            id=str(doc["id"])[:256], ip=str(ip)[:64] if isinstance(ip, str) else None,
-            mac=normalise_mac(mac) if isinstance(mac, str) else None, evidence=evidence,
+            id=str(doc["id"])[:256],
+            ip=str(ip)[:64] if isinstance(ip, str) else None,
+            mac=normalise_mac(mac) if isinstance(mac, str) else None,
+            evidence=evidence,
         )
 
 
@@ -80,7 +82,10 @@ def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
         evidence.append(Evidence(key="mac", value=mac, source="input"))
     identity = engine.identify((e.key, e.value) for e in evidence).to_identity()
     device = Device(
-        id=host.id, ip=host.ip, mac=mac, evidence=evidence,
+        id=host.id,
+        ip=host.ip,
+        mac=mac,
+        evidence=evidence,
         hostnames=list(dict.fromkeys(e.value for e in evidence if e.key == "hostname")),
         **identity.model_dump(),
     )
@@ -103,7 +108,11 @@ def oem_notes(device: Device, engine: Engine) -> list[str]:
         when = ""
         if link.valid_from or link.valid_until:
             when = f" ({link.valid_from or '…'} to {link.valid_until or '…'})"
-        what = "was owned by" if link.relationship == "affiliate_historic" else "is reported to have relabelled products of"
+        what = (
+            "was owned by"
+            if link.relationship == "affiliate_historic"
+            else "is reported to have relabelled products of"
+        )
         notes.append(
             f"{link.brand} {what} {link.maker}{when}: the evidence here does not show the maker; verify by model "
             f"number or firmware. Source: {link.source}"
@@ -126,6 +135,7 @@ def summarise(devices: list[Device]) -> Summary:
 
 def sort_devices(devices: list[Device]) -> list[Device]:
     """Flagged devices first (worst severity first), then by address."""
+
     def key(d: Device) -> tuple[int, int, str]:
         worst = min((SEVERITY_ORDER[f.severity.value] for f in d.findings), default=9)
         return (0 if d.flagged else 1, worst, d.ip or d.id)
@@ -151,22 +161,45 @@ def fingerprints_digest(directory: Path) -> str:
 
 
 def build_report(
-    hosts: Iterable[Host], engine: Engine, packs: list[Pack], *, started_at: datetime | None = None,
-    scope: list[str] | None = None, methods: list[str] | None = None, operator: str | None = None,
-    site: str | None = None, authorisation: str | None = None, inputs: list[InputRef] | None = None,
-    errors: list[str] | None = None, limitations: list[str] | None = None, fingerprints_sha256: str | None = None,
+    hosts: Iterable[Host],
+    engine: Engine,
+    packs: list[Pack],
+    *,
+    started_at: datetime | None = None,
+    scope: list[str] | None = None,
+    methods: list[str] | None = None,
+    operator: str | None = None,
+    site: str | None = None,
+    authorisation: str | None = None,
+    inputs: list[InputRef] | None = None,
+    errors: list[str] | None = None,
+    limitations: list[str] | None = None,
+    fingerprints_sha256: str | None = None,
 ) -> ScanReport:
     started = started_at or datetime.now(UTC)
     devices = sort_devices([build_device(h, engine, packs) for h in hosts])
     finished = datetime.now(UTC)
     disclaimers = [p.disclaimer for p in packs if p.kind == "regime"]
     meta = ScanMetadata(
-        version=__version__, report_id=str(uuid.uuid4()), generated_at=finished, started_at=started,
-        finished_at=finished, scope=scope or [], methods=methods or [], operator=operator, site=site,
-        authorisation=authorisation, packs=[p.ref for p in packs], inputs=inputs or [],
+        version=__version__,
+        report_id=str(uuid.uuid4()),
+        generated_at=finished,
+        started_at=started,
+        finished_at=finished,
+        scope=scope or [],
+        methods=methods or [],
+        operator=operator,
+        site=site,
+        authorisation=authorisation,
+        packs=[p.ref for p in packs],
+        inputs=inputs or [],
         fingerprints_sha256=fingerprints_sha256,
         disclaimer=" ".join(dict.fromkeys(["Informational; not legal advice.", *disclaimers])),
     )
     return ScanReport(
-        scan=meta, devices=devices, summary=summarise(devices), errors=errors or [], limitations=limitations or [],
+        scan=meta,
+        devices=devices,
+        summary=summarise(devices),
+        errors=errors or [],
+        limitations=limitations or [],
     )

@@ -36,12 +36,21 @@ def neutralise(value: object) -> str:
 def row(d: Device) -> dict[str, object]:
     worst = min(d.findings, key=lambda f: _ORDER[f.severity.value], default=None)
     return {
-        "id": d.id, "ip": d.ip, "mac": d.mac, "manufacturer": d.manufacturer, "brand": d.brand, "model": d.model,
-        "firmware": d.firmware, "device_type": d.device_type.value if d.device_type else None,
-        "confidence": f"{d.confidence:.3f}", "flagged": "yes" if d.flagged else "no",
+        "id": d.id,
+        "ip": d.ip,
+        "mac": d.mac,
+        "manufacturer": d.manufacturer,
+        "brand": d.brand,
+        "model": d.model,
+        "firmware": d.firmware,
+        "device_type": d.device_type.value if d.device_type else None,
+        "confidence": f"{d.confidence:.3f}",
+        "flagged": "yes" if d.flagged else "no",
         "max_severity": worst.severity.value if worst else "",
         "findings": "; ".join(f"{f.policy}/{f.rule} ({f.severity.value})" for f in d.findings),
-        "notes": " | ".join(d.notes), "matched_rules": " ".join(d.matched), "hostnames": " ".join(d.hostnames),
+        "notes": " | ".join(d.notes),
+        "matched_rules": " ".join(d.matched),
+        "hostnames": " ".join(d.hostnames),
     }
 
 

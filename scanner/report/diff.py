@@ -35,15 +35,26 @@ class ReportDiff:
 
     def as_dict(self) -> dict[str, object]:
         def ident(d: Device) -> dict[str, object]:
-            return {"id": d.id, "ip": d.ip, "mac": d.mac, "manufacturer": d.manufacturer, "brand": d.brand,
-                    "model": d.model, "flagged": d.flagged}
+            return {
+                "id": d.id,
+                "ip": d.ip,
+                "mac": d.mac,
+                "manufacturer": d.manufacturer,
+                "brand": d.brand,
+                "model": d.model,
+                "flagged": d.flagged,
+            }
 
         return {
             "new": [ident(d) for d in self.new],
             "gone": [ident(d) for d in self.gone],
             "changed": [
-                {**ident(c.device), "changes": {k: {"old": o, "new": n} for k, (o, n) in c.changes.items()},
-                 "findings_new": c.findings_new, "findings_resolved": c.findings_resolved}
+                {
+                    **ident(c.device),
+                    "changes": {k: {"old": o, "new": n} for k, (o, n) in c.changes.items()},
+                    "findings_new": c.findings_new,
+                    "findings_resolved": c.findings_resolved,
+                }
                 for c in self.changed
             ],
             "findings_new": self.findings_new,

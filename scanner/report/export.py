@@ -74,5 +74,7 @@ def load_report(path: Path) -> ScanReport:
     try:
         return ScanReport.model_validate(doc)
     except ValidationError as exc:
-        raise ReportError(f"{path} is not a valid camscan report: {exc.error_count()} problem(s), first: "
-                          f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        raise ReportError(
+            f"{path} is not a valid camscan report: {exc.error_count()} problem(s), first: "
+            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from None

@@ -25,7 +25,9 @@ def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(data_dir("reports") / "templates")),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["cap"] = cap
     return env
@@ -34,7 +36,9 @@ def environment() -> Environment:
 def render_html(report: ScanReport) -> str:
     digest = report_document(report)["integrity"]["digest"]
     flagged_by_maker = Counter(d.manufacturer or "unknown" for d in report.devices if d.flagged)
-    return environment().get_template("report.html.j2").render(r=report, digest=digest, flagged_by_maker=flagged_by_maker)
+    return (
+        environment().get_template("report.html.j2").render(r=report, digest=digest, flagged_by_maker=flagged_by_maker)
+    )
 
 
 def write_html(report: ScanReport, path: Path) -> None:

@@ -154,6 +154,12 @@ def test_huge_values_are_capped_before_matching(engine: Engine) -> None:
 def test_unknown_evidence_gives_an_empty_identity(engine: Engine) -> None:
     r = engine.identify([("http.server", "nothing known"), ("no.such.key", "x")])
     assert r.identify_line("h") == {
-        "id": "h", "manufacturer": None, "brand": None, "model": None, "firmware": None,
-        "device_type": None, "confidence": 0.0, "matched": [],
+        "id": "h",
+        "manufacturer": None,
+        "brand": None,
+        "model": None,
+        "firmware": None,
+        "device_type": None,
+        "confidence": 0.0,
+        "matched": [],
     }

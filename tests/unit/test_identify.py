@@ -18,7 +18,11 @@ FIELDS = ["id", "manufacturer", "brand", "model", "firmware", "device_type", "co
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scanner", "identify", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -75,8 +79,14 @@ def test_bad_lines_get_their_own_error_line_and_the_batch_goes_on(tmp_path: Path
 
 def test_hostile_values_are_data_not_code(shipped_engine) -> None:  # type: ignore[no-untyped-def]
     payloads = [
-        "<script>alert(1)</script>", "=cmd|' /C calc'!A0", "${jndi:ldap://x/a}", "__import__('os')",
-        "\x00\x01\xff", "A" * 3_000_000, "(" * 10_000, "App-webs/" + "\u202e" * 100,
+        "<script>alert(1)</script>",
+        "=cmd|' /C calc'!A0",
+        "${jndi:ldap://x/a}",
+        "__import__('os')",
+        "\x00\x01\xff",
+        "A" * 3_000_000,
+        "(" * 10_000,
+        "App-webs/" + "\u202e" * 100,
     ]
     lines = "\n".join(
         host(i, ("http.server", p), ("http.title", p), ("tls.subject", p)) for i, p in enumerate(payloads)

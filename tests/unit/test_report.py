@@ -25,7 +25,9 @@ from tests.report_fixtures import BIG, FORMULAS, PACK, write_hostile
 
 
 def camscan(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scanner", *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +141,12 @@ def test_broken_pack_is_refused_with_file_rule_and_reason(shipped_engine, tmp_pa
     assert (info.value.file, info.value.rule) == ("bad.yaml", "covered-maker")
     assert "not a canonical maker" in str(info.value)
     bad.write_text(PACK.replace("value: '^(8000|37777)/tcp$'", "value: '(unclosed'"))
-    with pytest.raises(PackError, match="sdk-port.*bad pattern"):
+    with pytest.raises(PackError, match=r"sdk-port.*bad pattern"):
         load_pack(bad, shipped_engine.ruleset.makers)
-    bad.write_text(PACK.replace("citations: [far]\n    remediation: \"Close", "citations: [nope]\n    remediation: \"Close"))
-    with pytest.raises(PackError, match="not in pack.citations"):
+    bad.write_text(
+        PACK.replace('citations: [far]\n    remediation: "Close', 'citations: [nope]\n    remediation: "Close')
+    )
+    with pytest.raises(PackError, match=r"not in pack\.citations"):
         load_pack(bad, shipped_engine.ruleset.makers)
 
 
@@ -158,21 +162,43 @@ def test_diff_lists_new_gone_and_changed(tmp_path: Path, pack_dir: Path) -> None
     axis = h("axis", "10.77.0.31", "ac:cc:8e:12:34:31", ("http.server", "Apache"))
     old_hosts = [
         axis,
-        h("cam", "10.77.0.11", "44:19:b6:00:00:11", ("onvif.model", "DS-2CD2143G0-I"), ("onvif.firmware", "V5.5.0 build 170725")),
+        h(
+            "cam",
+            "10.77.0.11",
+            "44:19:b6:00:00:11",
+            ("onvif.model", "DS-2CD2143G0-I"),
+            ("onvif.firmware", "V5.5.0 build 170725"),
+        ),
         h("gone", "10.77.0.50", "f8:ce:07:00:00:50", ("http.server", "App-webs/")),
     ]
     new_hosts = [
         axis,
         # same MAC, new address and firmware, SDK port now open
-        h("cam", "10.77.0.12", "44:19:b6:00:00:11", ("onvif.model", "DS-2CD2143G0-I"),
-          ("onvif.firmware", "V5.7.3 build 220112"), ("port.open", "8000/tcp")),
+        h(
+            "cam",
+            "10.77.0.12",
+            "44:19:b6:00:00:11",
+            ("onvif.model", "DS-2CD2143G0-I"),
+            ("onvif.firmware", "V5.7.3 build 220112"),
+            ("port.open", "8000/tcp"),
+        ),
         h("new", "10.77.0.60", "e0:50:8b:00:00:60", ("port.open", "37777/tcp"), ("onvif.model", "IPC-HDW2431T-AS")),
     ]
     paths = []
     for name, hosts in (("old", old_hosts), ("new", new_hosts)):
         ev = _hosts_file(tmp_path / f"{name}.jsonl", hosts)
         out = tmp_path / f"{name}.json"
-        proc = camscan("report", "--evidence", str(ev), "--json", str(out), "--policy-dir", str(pack_dir), "--policy", "test-regime")
+        proc = camscan(
+            "report",
+            "--evidence",
+            str(ev),
+            "--json",
+            str(out),
+            "--policy-dir",
+            str(pack_dir),
+            "--policy",
+            "test-regime",
+        )
         assert proc.returncode == 0, proc.stderr
         paths.append(out)
     from scanner.report.export import load_report

@@ -32,16 +32,24 @@ def write(d: Path, body: str, name: str = "t.yaml") -> None:
         ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  examples: [a]\n", "needs a 'source'"),
         ("- id: x\n  match: 'a'\n  source: s\n  examples: [a]\n", "asserts nothing"),
         ("- id: x\n  match: '(?P<serial>a)'\n  manufacturer: Axis\n  source: s\n  examples: [a]\n", "named groups"),
-        ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  confidence: 1.5\n  source: s\n  examples: [a]\n",
-         "confidence"),
+        (
+            "- id: x\n  match: 'a'\n  manufacturer: Axis\n  confidence: 1.5\n  source: s\n  examples: [a]\n",
+            "confidence",
+        ),
         ("- id: x\n  match: 'a'\n  device_type: toaster\n  source: s\n  examples: [a]\n", "device_type"),
         ("- id: X Y\n  match: 'a'\n  manufacturer: Axis\n  source: s\n  examples: [a]\n", "rule id"),
-        ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  evaluate: 'os.system(1)'\n  source: s\n  examples: [a]\n",
-         "unknown field"),
-        ("- id: x\n  match: 'a'\n  manufacturer: Axis\n  candidates: [Dahua]\n  source: s\n  examples: [a]\n",
-         "candidates"),
-        ("- id: x\n  match: 'a'\n  keys: [rtsp.server]\n  manufacturer: Axis\n  source: s\n  examples: [a]\n",
-         "not among the file's keys"),
+        (
+            "- id: x\n  match: 'a'\n  manufacturer: Axis\n  evaluate: 'os.system(1)'\n  source: s\n  examples: [a]\n",
+            "unknown field",
+        ),
+        (
+            "- id: x\n  match: 'a'\n  manufacturer: Axis\n  candidates: [Dahua]\n  source: s\n  examples: [a]\n",
+            "candidates",
+        ),
+        (
+            "- id: x\n  match: 'a'\n  keys: [rtsp.server]\n  manufacturer: Axis\n  source: s\n  examples: [a]\n",
+            "not among the file's keys",
+        ),
     ],
 )
 def test_broken_rule_is_refused_with_file_rule_and_reason(rules_dir: Path, body: str, reason: str) -> None:
