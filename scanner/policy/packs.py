@@ -40,7 +40,8 @@ _PACK_FIELDS = {
     "criterion",
     "note",
 }
-_RULE_FIELDS = {"id", "title", "severity", "tier", "citations", "remediation", "note", "when"}
+_RULE_FIELDS = {"id", "title", "severity", "tier", "citations", "remediation", "note", "when", "outcome"}
+OUTCOMES = ("finding", "note")
 
 
 class PackError(ValueError):
@@ -70,6 +71,7 @@ class PolicyRule:
     remediation: str
     note: str | None
     when: Condition
+    outcome: str = "finding"  # finding | note (an advisory for a person, never a flag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +99,18 @@ class Pack:
     def ref(self) -> PackRef:
         return PackRef(id=self.id, version=self.version, sha256=self.sha256)
 
+    def notes(self, device: Device) -> list[str]:
+        """Advisories of `outcome: note` rules: things a person should check that are not findings."""
+        return [
+            f"{self.id}/{rule.id}: {rule.title}. {rule.note or ''} Source: {'; '.join(c.text() for c in rule.citations)}"
+            for rule in self.rules
+            if rule.outcome == "note" and rule.when.holds(device)
+        ]
+
     def findings(self, device: Device) -> list[Finding]:
         out = []
         for rule in self.rules:
-            if rule.when.holds(device):
+            if rule.outcome == "finding" and rule.when.holds(device):
                 out.append(
                     Finding(
                         policy=self.id,
@@ -206,6 +216,9 @@ def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
         missing = [c for c in cites if c not in citations]
         if missing:
             raise PackError(name, rid, f"citation(s) {missing} not in pack.citations")
+        outcome = raw.get("outcome", "finding")
+        if outcome not in OUTCOMES:
+            raise PackError(name, rid, f"outcome must be one of {OUTCOMES}")
         try:
             when = compile_condition(raw.get("when"), makers)
         except ConditionError as exc:
@@ -284,7 +297,9 @@ def check_examples(packs: Iterable[Pack]) -> list[ExampleCheck]:
     out = []
     for pack in packs:
         for ex in pack.examples:
-            got = sorted(f.rule for f in pack.findings(ex.device))
+            fired = [f.rule for f in pack.findings(ex.device)]
+            fired += [r.id for r in pack.rules if r.outcome == "note" and r.when.holds(ex.device)]
+            got = sorted(fired)
             want = sorted(ex.expect)
             ok = got == want
             out.append(ExampleCheck(pack.id, ex.name, ok, "" if ok else f"expected {want}, got {got}"))

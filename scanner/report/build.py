@@ -91,6 +91,7 @@ def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
     )
     for pack in packs:
         device.findings.extend(pack.findings(device))
+        device.notes.extend(pack.notes(device))
     device.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity.value], f.policy, f.rule))
     device.notes.extend(oem_notes(device, engine))
     return device
