@@ -31,6 +31,14 @@ rules_app = typer.Typer(help="Inspect and verify the fingerprint rules (fingerpr
 app.add_typer(rules_app, name="rules")
 policy_app = typer.Typer(help="Inspect and verify the policy packs (policies/*.yaml).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+lab_app = typer.Typer(
+    help=(
+        "The simulated camera lab: simulated cameras, recorders and ordinary hosts answering real protocols on a "
+        "private virtual LAN (network namespaces, root) or on 127.77.0.x (loopback). Nothing touches the real network."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -430,50 +438,257 @@ def diff(
     )
 
 
+def _read_credentials(path: Path):  # type: ignore[no-untyped-def]
+    """`username:password` on the first line, or JSON/YAML {username, password}. Never echoed."""
+    import yaml
+
+    from scanner.netctx import Credentials
+
+    text = path.read_text(encoding="utf-8").strip()
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("username"), str) and isinstance(doc.get("password"), str):
+        return Credentials(doc["username"], doc["password"])
+    first = text.splitlines()[0] if text else ""
+    if ":" in first:
+        user, password = first.split(":", 1)
+        return Credentials(user, password)
+    err.print(Text(f"error: {path}: expected 'username:password' or {{username, password}}"))
+    raise typer.Exit(2)
+
+
+@app.command()
+def scan(
+    targets: Annotated[list[str], typer.Argument(help="Addresses, networks (10.0.0.0/24) or ranges (10.0.0.10-40) to scan.")],
+    interface: Annotated[Optional[str], typer.Option("--interface", "-i", help="Interface to scan from (default: the route to the first target). Multicast discovery runs only here.")] = None,  # noqa: E501, UP045
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of: arp,wsd,mdns,ssdp,sadp,dhip,ports,http,tls,rtsp,onvif,banners (default: all).")] = None,  # noqa: E501, UP045
+    credentials: Annotated[Optional[Path], typer.Option(help="File with ONVIF credentials (username:password) for GetDeviceInformation. Never logged or reported.", exists=True, dir_okay=False)] = None,  # noqa: E501, UP045
+    use_nmap: Annotated[bool, typer.Option("--nmap", help="Also run nmap -sV on the open ports found (needs nmap).")] = False,
+    policy: PolicyIds = None,
+    policy_dir: PolicyDir = None,
+    rules_dir: RulesDir = None,
+    site: Annotated[Optional[str], typer.Option(help="Site name for the report.")] = None,  # noqa: UP045
+    operator: Annotated[Optional[str], typer.Option(help="Who ran the scan.")] = None,  # noqa: UP045
+    authorisation: Annotated[Optional[str], typer.Option(help="Authorisation reference for the scan.")] = None,  # noqa: UP045
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV here.")] = None,  # noqa: UP045
+    rate: Annotated[float, typer.Option(help="Packets per second, at most (all backends together).")] = 500.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per connection or request.")] = 2.0,
+    listen: Annotated[float, typer.Option(help="Seconds multicast discovery listens for answers.")] = 1.5,
+    allow_public: Annotated[bool, typer.Option("--allow-public", help="Allow public (internet) addresses in the targets.")] = False,  # noqa: E501
+) -> None:
+    """Find and identify every camera and recorder in the targets, and write the compliance report.
+
+    camscan scan 192.168.10.0/24 --site "Town Hall" --json report.json --html report.html
+
+    Nothing is sent outside the targets: multicast discovery runs only on the scan interface and only when the
+    targets cover its whole subnet; public addresses need --allow-public; --rate caps the packet rate.
+    """
+    import asyncio
+    from datetime import UTC, datetime
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from scanner._data import data_dir
+    from scanner.netctx import ScanContext
+    from scanner.report.build import build_report, fingerprints_digest
+    from scanner.scan import ALL_METHODS, run_scan
+    from scanner.scope import RateLimiter, Scope, ScopeError
+
+    chosen = [m.strip() for m in methods.split(",")] if methods else list(ALL_METHODS)
+    unknown = sorted(set(chosen) - set(ALL_METHODS))
+    if unknown:
+        err.print(Text(f"error: unknown method(s) {unknown}; choose from {','.join(ALL_METHODS)}"))
+        raise typer.Exit(2)
+    try:
+        scope = Scope.build(targets, interface=interface, allow_public=allow_public)
+    except ScopeError as exc:
+        err.print(Text(f"error: {exc}"))
+        raise typer.Exit(2) from None
+    engine = _engine(rules_dir)
+    packs = _packs(engine, policy, policy_dir)
+    ctx = ScanContext(scope=scope, rate=RateLimiter(rate), timeout=timeout, listen=listen,
+                      credentials=_read_credentials(credentials) if credentials else None)
+    started = datetime.now(UTC)
+    console = _console()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task(f"scanning {', '.join(scope.describe())}")
+
+        def progress(phase: str, found: int, done: int) -> None:
+            detail = f"{done}/{found} hosts probed" if phase == "probes" else f"{found} hosts found"
+            bar.update(task, description=f"{phase}: {detail}")
+
+        result = asyncio.run(run_scan(ctx, chosen, use_nmap=use_nmap, progress=progress))
+    rep = build_report(
+        result.hosts, engine, packs, started_at=started, scope=scope.describe(), methods=result.methods,
+        operator=operator, site=site, authorisation=authorisation, errors=ctx.errors,
+        limitations=scope.limitations + ctx.limitations, fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+    )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
+    console.print(Text(f"scan of {scope.size} addresses: {timing}; {result.packets} packets sent", style="dim"))
+    print_summary(rep, console)
+    _write_outputs(rep, json_out, html_out, csv_out)
+
+
+def _default_mode() -> str:
+    import os
+    import shutil
+
+    return "netns" if os.geteuid() == 0 and shutil.which("ip") else "loopback"
+
+
+@lab_app.command("up")
+def lab_up(
+    mode: Annotated[Optional[str], typer.Option(help="netns (root: a virtual LAN) or loopback (127.77.0.x, unicast only). Default: netns when root.")] = None,  # noqa: E501, UP045
+    personas: Annotated[Optional[Path], typer.Option(help="Directory of persona files (default: the bundled ones).", exists=True, file_okay=False)] = None,  # noqa: E501, UP045
+) -> None:
+    """Start the lab (an earlier or crashed lab is removed first) and print its devices."""
+    from scanner.lab import control
+
+    try:
+        state = control.up(mode or _default_mode(), personas)
+    except (control.LabError, ValueError) as exc:
+        err.print(Text(f"error: {exc}"))
+        raise typer.Exit(2) from None
+    _print_lab(state)
+
+
+def _print_lab(state) -> None:  # type: ignore[no-untyped-def]
+    from scanner.lab import control
+
+    console = _console()
+    console.print(Text(f"lab {state.lab_id}: {state.mode} mode, {len(state.processes)} devices", style="bold"))
+    if state.mode == "netns":
+        console.print(Text(f"scanner namespace {state.scanner_namespace} ({state.scanner_ip}); run scans there with "
+                           "`camscan lab exec -- CMD`"))
+    else:
+        console.print(Text("loopback mode: unicast only: no MAC addresses, no ARP, no multicast discovery (WS-Discovery, "
+                           "SSDP, SADP and DHIP answer unicast probes), no mDNS"
+                           + (f"; ports below 1024 are shifted by +{state.port_offset}" if state.port_offset else "")))
+    t = Table("device", "address", "MAC", "running", "name", box=None)
+    for p in state.processes:
+        t.add_row(cell(p.id), cell(p.ip), cell(p.mac or ""), cell("yes" if control.alive(p.pid) else "NO"), cell(p.name))
+    console.print(t)
+
+
+@lab_app.command("status")
+def lab_status() -> None:
+    """Show the running lab: mode, devices, whether each process is alive."""
+    from scanner.lab import control
+
+    state = control.status()
+    if state is None:
+        print("no lab is up (start one with `camscan lab up`)")
+        raise typer.Exit(1)
+    _print_lab(state)
+
+
+@lab_app.command("down")
+def lab_down(
+    all_labs: Annotated[bool, typer.Option("--all", help="Also remove every other camscan lab on this machine.")] = False,
+) -> None:
+    """Stop the lab: every persona process, namespace and link it made."""
+    from scanner.lab import control
+
+    removed = control.down(everything=all_labs)
+    print(f"lab down ({len(removed)} namespaces removed)")
+
+
+@lab_app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_exec(ctx: typer.Context) -> None:
+    """Run a command inside the lab's scanner namespace: camscan lab exec -- nmap -sn 10.77.0.0/24"""
+    from scanner.lab import control
+
+    state = control.status()
+    if state is None:
+        err.print("error: no lab is up")
+        raise typer.Exit(2)
+    if not ctx.args:
+        err.print("error: give a command after --")
+        raise typer.Exit(2)
+    try:
+        raise typer.Exit(control.exec_in_scanner(state, list(ctx.args)))
+    except control.LabError as exc:
+        err.print(Text(f"error: {exc}"))
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json, report.html, report.csv.")] = Path(
         "camscan-demo"
     ),
-    evidence: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(help="Evidence file (JSON Lines); default: the bundled sample hosts.", exists=True),
-    ] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Lab mode: netns (root) or loopback. Default: netns when root.")] = None,  # noqa: E501, UP045
 ) -> None:
-    """Assess the bundled sample hosts and write camscan-demo/report.{json,html,csv}.
+    """Start the simulated lab, scan it, write camscan-demo/report.{json,html,csv}, tear the lab down.
 
-    For now the demo feeds recorded sample Evidence (scanner/samples/hosts.jsonl) to the identification core
-    and the policy packs, and says so in the report; the simulated lab and live scanning will replace it.
+    In netns mode (root) the scan runs for real inside the lab's scanner namespace, exactly as
+    `camscan lab exec -- camscan scan 10.77.0.0/24 --interface lab0` would. In loopback mode without root the
+    lab's ports below 1024 are moved, so the demo assesses the Evidence the personas would give, and says so.
     """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
     from datetime import UTC, datetime
 
     from scanner._data import data_dir
-    from scanner.report.build import build_report, file_ref, fingerprints_digest, read_hosts
+    from scanner.lab import control
+    from scanner.lab.evidence import persona_evidence
+    from scanner.lab.persona import load_personas
+    from scanner.report.build import Host, build_report, fingerprints_digest
+    from scanner.report.export import load_report
 
-    path = evidence or Path(__file__).resolve().parent / "samples" / "hosts.jsonl"
-    engine = _engine(None)
-    packs = _packs(engine, None, None)
-    errors: list[str] = []
-    started = datetime.now(UTC)
-    with path.open(encoding="utf-8") as fh:
-        rep = build_report(
-            read_hosts(fh, path.name, errors),
-            engine,
-            packs,
-            started_at=started,
-            methods=["sample-evidence"],
-            site="camscan demo (sample evidence)",
-            operator="camscan demo",
-            authorisation="demo: no network scanned",
-            inputs=[file_ref(path, "evidence")],
-            errors=errors,
-            fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
-            limitations=[
-                "Demo: the Evidence is a recorded sample (scanner/samples/hosts.jsonl), not a live scan; "
-                "no packet was sent."
-            ],
-        )
+    chosen = mode or _default_mode()
     console = _console()
-    console.print(Text("camscan demo: sample Evidence of 13 hosts (no network is touched)", style="bold"))
-    print_summary(rep, console)
-    _write_outputs(rep, out / "report.json", out / "report.html", out / "report.csv")
+    out.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="camscan-demo-lab-"))
+    t0 = time.monotonic()
+    try:
+        try:
+            state = control.up(chosen, state_dir=state_dir)
+        except (control.LabError, ValueError) as exc:
+            err.print(Text(f"error: cannot start the lab: {exc}"))
+            raise typer.Exit(2) from None
+        console.print(Text(f"camscan demo: lab up in {chosen} mode with {len(state.processes)} simulated devices "
+                           f"({time.monotonic() - t0:.1f} s); nothing outside the lab is touched", style="bold"))
+        json_path = out / "report.json"
+        scanned = chosen == "netns" or os.geteuid() == 0
+        if scanned:
+            target = "10.77.0.0/24" if chosen == "netns" else "127.77.0.0/24"
+            argv = [sys.executable, "-m", "scanner", "scan", target, "--json", str(json_path.resolve()),
+                    "--site", "camscan demo lab", "--operator", "camscan demo", "--authorisation", "demo: simulated lab only"]
+            if chosen == "netns":
+                argv = ["ip", "netns", "exec", str(state.scanner_namespace), *argv, "--interface", "lab0"]
+            console.print(Text("scanning: " + " ".join(argv[argv.index("scan"):]), style="dim"))
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+            if proc.returncode != 0:
+                err.print(Text(f"error: the scan failed ({proc.returncode}):\n{proc.stderr[-2000:]}"))
+                raise typer.Exit(1)
+            rep = load_report(json_path)
+        else:
+            engine = _engine(None)
+            hosts = [Host(id=p.loopback_ip(), ip=p.loopback_ip(), evidence=persona_evidence(p, with_mac=False))
+                     for p in load_personas()]
+            rep = build_report(
+                hosts, engine, _packs(engine, None, None), started_at=datetime.now(UTC), methods=["lab-persona-evidence"],
+                site="camscan demo lab", operator="camscan demo", authorisation="demo: simulated lab only",
+                fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+                limitations=["Loopback lab without root: the lab's ports below 1024 are moved, so this demo assessed "
+                             "the Evidence the personas would give to a scan, taken from their files, not from the wire."],
+            )
+        print_summary(rep, console)
+        _write_outputs(rep, None if scanned else json_path, out / "report.html", out / "report.csv")
+        if scanned:
+            err.print(Text(f"wrote {json_path} (by the scan)"))
+    finally:
+        control.down(state_dir)
+        import shutil
+
+        shutil.rmtree(state_dir, ignore_errors=True)
+    console.print(Text(f"lab down; demo took {time.monotonic() - t0:.1f} s", style="dim"))

@@ -8,6 +8,7 @@ regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -137,6 +138,7 @@ class Device(Identity):
     id: str
     ip: str | None = None
     mac: str | None = None
+    other_ips: list[str] = Field(default_factory=list, description="further addresses of the same device (same MAC)")
     hostnames: list[str] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
@@ -205,3 +207,16 @@ class ScanReport(_Strict):
     errors: list[str] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     integrity: Integrity | None = None
+
+
+_SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def field_key(prefix: str, name: str) -> str:
+    """The Evidence key of a SADP or DHIP field (EVIDENCE.md): the element or JSON name in lower snake case.
+
+    `DeviceDescription` -> `sadp.device_description`, `DeviceSN` -> `sadp.device_sn`, `IPv4Address` ->
+    `sadp.ipv4_address`, `MAC` -> `sadp.mac`, `SerialNo` -> `dhip.serial_no`.
+    """
+    name = name.replace("IPv4", "Ipv4").replace("IPv6", "Ipv6")
+    return f"{prefix}.{_SNAKE.sub('_', name).lower()}"

@@ -32,6 +32,7 @@ class Host:
     ip: str | None = None
     mac: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
+    other_ips: list[str] = field(default_factory=list)  # the same device (same MAC) seen on more addresses
 
 
 def read_hosts(stream: IO[str], name: str, errors: list[str]) -> Iterator[Host]:

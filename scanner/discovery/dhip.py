@@ -1,0 +1,60 @@
+"""Dahua DHDiscover on UDP 37810: a 32-byte 'DHIP' header plus JSON `DHDiscover.search`, to 239.255.255.251
+(and each target); devices answer `client.notifyDevInfo` with model, serial, firmware and vendor. Every
+deviceInfo field with a plain value becomes `dhip.<field>` Evidence (nested objects such as IPv4Address are
+not Evidence keys of EVIDENCE.md and are skipped)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from scanner.discovery.udp import udp_discovery
+from scanner.fingerprint.oui import normalise_mac
+from scanner.model import Evidence, field_key
+from scanner.netctx import Observation, ScanContext, evidence
+
+GROUP, PORT = "239.255.255.251", 37810
+MAGIC = b"\x20\x00\x00\x00DHIP"
+MAX_REPLY = 65536
+SOURCE = "dhip"
+
+
+def build_probe() -> bytes:
+    body = b'{"method":"DHDiscover.search","params":{"mac":"","uni":1}}\n'
+    n = struct.pack("<I", len(body))
+    return MAGIC + b"\x00" * 8 + n + b"\x00" * 4 + n + b"\x00" * 4 + body
+
+
+def parse_reply(data: bytes, source_ip: str = "") -> list[Evidence]:
+    if len(data) > MAX_REPLY or len(data) < 34 or data[4:8] != b"DHIP":
+        return []
+    start = data.find(b"{", 32)
+    if start < 0:
+        return []
+    try:
+        doc = json.loads(data[start:].decode("utf-8", "replace").rstrip("\x00\r\n "))
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        return []
+    if not isinstance(doc, dict) or doc.get("method") == "DHDiscover.search":
+        return []  # our own probe, looped back
+    params = doc.get("params")
+    info = params.get("deviceInfo") if isinstance(params, dict) else None
+    if not isinstance(info, dict):
+        return []
+    out: list[Evidence] = []
+    mac = normalise_mac(str(doc.get("mac", ""))) or normalise_mac(str(info.get("MAC", "")))
+    if mac:
+        out.append(evidence("mac", mac, SOURCE))
+    for k, v in list(info.items())[:100]:
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip():
+            out.append(evidence(field_key("dhip", str(k)), str(v), SOURCE))
+    return out
+
+
+async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    observations = await udp_discovery(
+        ctx, name="DHIP", port=PORT, group=GROUP, probe=build_probe, parse=parse_reply, unicast=unicast,
+    )
+    for obs in observations:
+        obs.mac = next((e.value for e in obs.evidence if e.key == "mac"), None)
+    return observations

@@ -1,0 +1,49 @@
+"""TCP port check of the camera port set with asyncio connects: `port.open` Evidence, no banner read."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Iterable
+
+from scanner.netctx import Observation, ScanContext, evidence
+
+# Web (80, 443, 8080, 8443, 8081), RTSP (554, 8554), vendor SDKs (Hikvision 8000, Dahua 37777, Xiongmai
+# 34567), ONVIF on alternative ports (2020 Tapo, 8899), Reolink 9000, NAS 5000, and the management services
+# a risk check looks for (21 FTP, 22 SSH, 23 telnet).
+CAMERA_PORTS = (21, 22, 23, 80, 443, 554, 2020, 5000, 8000, 8080, 8081, 8443, 8554, 8899, 9000, 34567, 37777)
+CONCURRENCY = 256
+SOURCE = "ports"
+
+
+async def check(ctx: ScanContext, ip: str, port: int, sem: asyncio.Semaphore) -> bool | None:
+    """True open, False closed (refused), None no answer (filtered, or no host)."""
+    if not ctx.allowed(ip):
+        return None
+    async with sem:
+        await ctx.rate.acquire()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=ctx.timeout / 2)
+        except (asyncio.TimeoutError, TimeoutError):
+            return None
+        except OSError as exc:
+            return False if exc.errno == errno.ECONNREFUSED else None
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), timeout=0.5)
+        except (asyncio.TimeoutError, TimeoutError, OSError):
+            pass
+        return True
+
+
+async def scan(ctx: ScanContext, hosts: Iterable[str], ports: Iterable[int] = CAMERA_PORTS) -> list[Observation]:
+    sem = asyncio.Semaphore(CONCURRENCY)
+    hosts = [h for h in hosts if ctx.allowed(h)]
+    port_list = list(dict.fromkeys(ports))
+    jobs = [(ip, port) for ip in hosts for port in port_list]
+    results = await asyncio.gather(*(check(ctx, ip, port, sem) for ip, port in jobs))
+    found: dict[str, Observation] = {}
+    for (ip, port), state in zip(jobs, results, strict=True):
+        if state:
+            found.setdefault(ip, Observation(ip)).evidence.append(evidence("port.open", f"{port}/tcp", SOURCE))
+    return list(found.values())

@@ -1,0 +1,60 @@
+"""Hikvision SADP on UDP 37020: an XML inquiry to 239.255.255.250 (and each target); devices answer with a
+ProbeMatch listing model, serial, MAC and firmware. Every field becomes `sadp.<field>` Evidence."""
+
+from __future__ import annotations
+
+import uuid
+
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from scanner.discovery.udp import udp_discovery
+from scanner.fingerprint.oui import normalise_mac
+from scanner.model import Evidence, field_key
+from scanner.netctx import Observation, ScanContext, evidence
+
+GROUP, PORT = "239.255.255.250", 37020
+MAX_REPLY = 16384
+SOURCE = "sadp"
+
+
+def build_probe(probe_id: str | None = None) -> bytes:
+    pid = (probe_id or str(uuid.uuid4())).upper()
+    return (f'<?xml version="1.0" encoding="utf-8"?><Probe><Uuid>{pid}</Uuid><Types>inquiry</Types></Probe>').encode()
+
+
+def parse_probe_match(data: bytes, source_ip: str = "") -> list[Evidence]:
+    """Evidence from one SADP ProbeMatch; nothing for anything else (our own probe, garbage, oversize)."""
+    if len(data) > MAX_REPLY:
+        return []
+    start = data.find(b"<")
+    if start < 0:
+        return []
+    try:
+        root = ElementTree.fromstring(data[start:])
+    except (ElementTree.ParseError, DefusedXmlException, ValueError, UnicodeError):
+        return []
+    if root.tag != "ProbeMatch":
+        return []
+    out = []
+    for child in list(root)[:100]:
+        if child.tag in ("Uuid", "Types") or len(child):
+            continue
+        text = (child.text or "").strip()
+        if not text:
+            continue
+        if child.tag == "MAC":
+            mac = normalise_mac(text)
+            if mac:
+                out.append(evidence("mac", mac, SOURCE))
+        out.append(evidence(field_key("sadp", child.tag), text, SOURCE))
+    return out
+
+
+async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    observations = await udp_discovery(
+        ctx, name="SADP", port=PORT, group=GROUP, probe=build_probe, parse=parse_probe_match, unicast=unicast,
+    )
+    for obs in observations:
+        obs.mac = next((e.value for e in obs.evidence if e.key == "mac"), None)
+    return observations

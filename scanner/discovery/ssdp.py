@@ -1,0 +1,308 @@
+"""SSDP (UPnP Device Architecture 1.1 §1) on UDP 1900, then the UPnP device description (UDA 1.1 §2.3).
+
+M-SEARCH for `ssdp:all` and for `upnp:rootdevice` (some stacks answer only the latter) to 239.255.255.250
+when the scope allows multicast, and to each routed target by unicast. Each answer gives `ssdp.server` and
+`ssdp.st`; its LOCATION is fetched (HTTP GET, bounded in time and size) only when it names the very address
+that answered, and the description's fields become `upnp.*` Evidence:
+
+    ssdp.server          Linux/4.14.173-axis8, UPnP/1.0, Portable SDK for UPnP devices/1.8.7
+    ssdp.st              urn:axis-com:service:BasicService:1
+    upnp.manufacturer    AXIS
+    upnp.model_name      AXIS M1065-LW
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+
+from scanner.discovery.udp import udp_discovery
+from scanner.model import Evidence
+from scanner.netctx import Observation, ScanContext, evidence
+
+GROUP, PORT = "239.255.255.250", 1900
+SOURCE = "ssdp"
+SEARCH_TARGETS = ("ssdp:all", "upnp:rootdevice")
+MAX_ANSWER = 16384  # an SSDP answer is a few hundred bytes
+MAX_HEADERS = 64
+MAX_LOCATION = 1024
+MAX_LOCATIONS_PER_HOST = 4
+MAX_DESCRIPTION = 256 * 1024
+MAX_HTTP_HEAD = 16384
+MAX_DEVICES = 32  # embedded devices read from one description
+USER_AGENT = "camscan UPnP/1.1"
+# UDA 1.1 §2.3 <device> children -> Evidence keys (EVIDENCE.md)
+DESCRIPTION_FIELDS = {
+    "manufacturer": "upnp.manufacturer",
+    "manufacturerURL": "upnp.manufacturer_url",
+    "modelName": "upnp.model_name",
+    "modelNumber": "upnp.model_number",
+    "modelDescription": "upnp.model_description",
+    "friendlyName": "upnp.friendly_name",
+}
+_PARSE_ERRORS = (ET.ParseError, DefusedXmlException, ValueError, UnicodeError, LookupError, RecursionError)
+
+
+def build_msearch(st: str, mx: int = 1) -> bytes:
+    return (
+        "M-SEARCH * HTTP/1.1\r\n"
+        f"HOST: {GROUP}:{PORT}\r\n"
+        'MAN: "ssdp:discover"\r\n'
+        f"MX: {mx}\r\n"
+        f"ST: {st}\r\n"
+        f"USER-AGENT: {USER_AGENT}\r\n"
+        "\r\n"
+    ).encode()
+
+
+def _headers(data: bytes) -> dict[str, str] | None:
+    """Headers of an M-SEARCH answer or a NOTIFY (names upper-cased, first one wins); None for anything else."""
+    if len(data) > MAX_ANSWER:
+        return None
+    text = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    first = lines[0].strip().upper()
+    if not (first.startswith("HTTP/1.") and first.split()[1:2] == ["200"]) and not first.startswith("NOTIFY "):
+        return None  # M-SEARCHes (ours and others'), garbage
+    headers: dict[str, str] = {}
+    for line in lines[1 : MAX_HEADERS + 1]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            headers.setdefault(name.strip().upper(), value.strip())
+    if first.startswith("NOTIFY") and headers.get("NTS", "").lower() == "ssdp:byebye":
+        return None
+    return headers
+
+
+def parse_response(data: bytes, source_ip: str = "") -> list[Evidence]:
+    """`ssdp.server` and `ssdp.st` (ST of an answer, NT of a NOTIFY) from one datagram; [] for anything else."""
+    try:
+        headers = _headers(data)
+    except Exception:  # a parser returns nothing on input it cannot read
+        return []
+    if headers is None:
+        return []
+    out = []
+    if headers.get("SERVER"):
+        out.append(evidence("ssdp.server", headers["SERVER"], SOURCE))
+    st = headers.get("ST") or headers.get("NT")
+    if st:
+        out.append(evidence("ssdp.st", st, SOURCE))
+    return out
+
+
+def parse_location(data: bytes) -> str | None:
+    """The LOCATION header of an answer (kept for the description fetch; not Evidence)."""
+    try:
+        headers = _headers(data)
+    except Exception:  # a parser returns nothing on input it cannot read
+        return None
+    location = (headers or {}).get("LOCATION", "")
+    return location if 0 < len(location) <= MAX_LOCATION else None
+
+
+def fetchable(location: str, source_ip: str) -> tuple[str, int, str, bool] | None:
+    """(host, port, path, tls) when `location` is an http(s) URL on the very address that answered, else
+    None: a device never makes us fetch from anywhere else (another host, a name, a different address)."""
+    try:
+        url = urlsplit(location.strip())
+        if url.scheme.lower() not in ("http", "https") or url.username or url.password:
+            return None
+        host = url.hostname or ""
+        if ipaddress.ip_address(host) != ipaddress.ip_address(source_ip) or host != source_ip:
+            return None
+        tls = url.scheme.lower() == "https"
+        port = url.port or (443 if tls else 80)
+    except ValueError:
+        return None
+    path = url.path or "/"
+    if url.query:
+        path += "?" + url.query
+    if any(ch in path for ch in "\r\n ") or not path.startswith("/"):
+        return None
+    return host, port, path, tls
+
+
+def _text(element: ET.Element) -> str:
+    return "".join(element.itertext()).strip()
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _devices(root: ET.Element) -> list[ET.Element]:
+    """The root device, then its embedded devices (deviceList/device, depth first), at most MAX_DEVICES."""
+    first = next((c for c in root if _local(c.tag) == "device"), None)
+    if first is None:
+        return []
+    out: list[ET.Element] = []
+    stack = [first]
+    while stack and len(out) < MAX_DEVICES:
+        device = stack.pop()
+        out.append(device)
+        embedded: list[ET.Element] = []
+        for child in device:
+            if _local(child.tag) == "deviceList":
+                embedded += [d for d in child if _local(d.tag) == "device"]
+        stack.extend(reversed(embedded))
+    return out
+
+
+def parse_description(xml: bytes) -> list[Evidence]:
+    """`upnp.*` Evidence from a UPnP device description: the root device's fields, and an embedded device's
+    field only when it differs from what came before. [] for anything malformed or oversized; never raises."""
+    if len(xml) > MAX_DESCRIPTION:
+        return []
+    start = xml.find(b"<")
+    if start < 0:
+        return []
+    try:
+        root = SafeET.fromstring(xml[start:], forbid_dtd=True)
+        if _local(root.tag) != "root":
+            return []
+        out: list[Evidence] = []
+        seen: set[tuple[str, str]] = set()
+        for device in _devices(root):
+            for child in device:
+                key = DESCRIPTION_FIELDS.get(_local(child.tag))
+                value = _text(child) if key else ""
+                if key and value and (key, value) not in seen:
+                    seen.add((key, value))
+                    out.append(evidence(key, value, SOURCE))
+        return out
+    except _PARSE_ERRORS:
+        return []
+    except Exception:  # a parser returns nothing on input it cannot read
+        return []
+
+
+def _dechunk(body: bytes) -> bytes:
+    """Decode a chunked body (RFC 9112 §7.1) as far as it is complete."""
+    out = bytearray()
+    pos = 0
+    while pos < len(body):
+        end = body.find(b"\r\n", pos)
+        if end < 0:
+            break
+        try:
+            size = int(body[pos:end].split(b";", 1)[0].strip() or b"x", 16)
+        except ValueError:
+            break
+        if size <= 0:
+            break
+        out += body[end + 2 : end + 2 + size]
+        pos = end + 2 + size + 2
+    return bytes(out)
+
+
+def parse_http_response(raw: bytes) -> bytes | None:
+    """The body of a 200 answer (chunked decoded), or None."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep or len(head) > MAX_HTTP_HEAD:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split()
+    if len(status) < 2 or not status[0].startswith("HTTP/") or status[1] != "200":
+        return None
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return _dechunk(body)
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        body = body[: int(length)]
+    return body
+
+
+async def fetch(ctx: ScanContext, host: str, port: int, path: str, tls: bool) -> bytes | None:
+    """GET one description: at most MAX_DESCRIPTION bytes of body, ctx.timeout in all. Never raises."""
+    if not ctx.allowed(host):
+        return None
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\n"
+        "Accept: text/xml, application/xml\r\nConnection: close\r\n\r\n"
+    ).encode()
+    context: ssl.SSLContext | None = None
+    if tls:  # a device's self-signed certificate: we read a public description, we do not trust it
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    await ctx.rate.acquire()
+    deadline = time.monotonic() + ctx.timeout
+    raw = bytearray()
+    writer: asyncio.StreamWriter | None = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), ctx.timeout)
+        assert writer is not None
+        writer.write(request)
+        await asyncio.wait_for(writer.drain(), max(0.01, deadline - time.monotonic()))
+        while len(raw) < MAX_DESCRIPTION + MAX_HTTP_HEAD:
+            chunk = await asyncio.wait_for(reader.read(65536), max(0.01, deadline - time.monotonic()))
+            if not chunk:
+                break
+            raw += chunk
+    except (OSError, TimeoutError, ssl.SSLError, ValueError):
+        if not raw:
+            return None
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 0.2)
+    return parse_http_response(bytes(raw[: MAX_DESCRIPTION + MAX_HTTP_HEAD]))
+
+
+async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    locations: dict[str, list[str]] = {}
+
+    def parse(data: bytes, source_ip: str) -> list[Evidence]:
+        items = parse_response(data, source_ip)
+        location = parse_location(data) if items else None
+        if location:
+            known = locations.setdefault(source_ip, [])
+            if location not in known and len(known) < MAX_LOCATIONS_PER_HOST:
+                known.append(location)
+        return items
+
+    def probe_for(st: str) -> Callable[[], bytes]:
+        return lambda: build_msearch(st)
+
+    groups = await asyncio.gather(
+        *(
+            udp_discovery(ctx, name="SSDP", port=PORT, group=GROUP, probe=probe_for(st), parse=parse, unicast=unicast)
+            for st in SEARCH_TARGETS
+        )
+    )
+    by_ip: dict[str, Observation] = {}
+    for group in groups:
+        for obs in group:
+            by_ip.setdefault(obs.ip, Observation(obs.ip)).evidence.extend(obs.evidence)
+
+    async def describe(ip: str, location: str) -> tuple[str, list[Evidence]]:
+        target = fetchable(location, ip)
+        if target is None:
+            ctx.log.info("SSDP: %s gave LOCATION %r on another host; not fetched", ip, location[:200])
+            return ip, []
+        body = await fetch(ctx, *target)
+        return ip, parse_description(body) if body else []
+
+    fetched = await asyncio.gather(
+        *(describe(ip, loc) for ip, locs in locations.items() if ctx.allowed(ip) for loc in locs)
+    )
+    for ip, items in fetched:
+        by_ip.setdefault(ip, Observation(ip)).evidence.extend(items)
+    for obs in by_ip.values():
+        unique: dict[tuple[str, str], Evidence] = {}
+        for e in obs.evidence:
+            unique.setdefault((e.key, e.value), e)
+        obs.evidence = list(unique.values())
+    return [obs for obs in by_ip.values() if obs.evidence]

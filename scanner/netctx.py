@@ -1,0 +1,76 @@
+"""What every discovery backend and probe is given: the scope, the rate limit, timeouts, where to report.
+
+Backends return Observations: Evidence about one address (and its MAC when the backend saw it). They
+send only through `ScanContext.allowed(ip)` addresses, multicast only when `scope.multicast_allowed`,
+with IP_MULTICAST_IF set to the scan interface's address and TTL 1, and call `await ctx.rate.acquire()`
+before every packet. A backend that fails or lacks a privilege adds a line to `limitations` or `errors`
+and returns what it has: the scan goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from scanner.model import Evidence, cap_value
+from scanner.scope import RateLimiter, Scope
+
+
+@dataclass(slots=True)
+class Observation:
+    ip: str
+    evidence: list[Evidence] = field(default_factory=list)
+    mac: str | None = None
+
+
+@dataclass
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never in a log or a report
+        return "Credentials(<redacted>)"
+
+
+@dataclass
+class ScanContext:
+    scope: Scope
+    rate: RateLimiter
+    timeout: float = 2.0  # per connection or request
+    listen: float = 1.5  # how long multicast discovery listens for answers
+    credentials: Credentials | None = None
+    errors: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("camscan.scan"))
+
+    def allowed(self, ip: str) -> bool:
+        return ip in self.scope
+
+
+def evidence(key: str, value: str, source: str) -> Evidence:
+    return Evidence(key=key, value=cap_value(key, value), source=source)
+
+
+def multicast_sender(ctx: ScanContext, port: int = 0) -> socket.socket:
+    """A UDP socket for multicast discovery on the scan interface only: bound to its address, with
+    IP_MULTICAST_IF set to it and TTL 1 (the datagrams never leave the segment)."""
+    if not ctx.scope.multicast_allowed or not ctx.scope.interface_ip:
+        raise PermissionError("multicast is not allowed for this scope")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((ctx.scope.interface_ip, port))
+    local = socket.inet_aton(ctx.scope.interface_ip)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    sock.setblocking(False)
+    return sock
+
+
+def unicast_sender(ctx: ScanContext) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    sock.bind((ctx.scope.interface_ip or "0.0.0.0", 0))  # noqa: S104 - the kernel picks by route; scope-checked sends
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,43 @@
+"""A netns lab of every bundled persona, up once per test session and down at the end (root needed:
+CI runs as root, so these tests run there; elsewhere they are skipped with the reason)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scanner.lab import control
+
+
+def netns_possible() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+needs_netns = pytest.mark.skipif(not netns_possible(), reason="netns lab needs root and iproute2")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control.LabState]:
+    if not netns_possible():
+        pytest.skip("netns lab needs root and iproute2")
+    state_dir = tmp_path_factory.mktemp("labstate")
+    state = control.up("netns", state_dir=state_dir)
+    try:
+        yield state
+    finally:
+        control.down(state_dir)
+
+
+def in_scanner(state: control.LabState, *argv: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+
+    return subprocess.run(["ip", "netns", "exec", str(state.scanner_namespace), *argv], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def state_dir_of(state: control.LabState) -> Path:
+    return Path(state.state_dir)
