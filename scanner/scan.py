@@ -106,6 +106,16 @@ async def probe_host(ctx: ScanContext, ip: str, open_ports: set[int], methods: s
     return out
 
 
+def _unique(items: list[Evidence]) -> list[Evidence]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for e in items:
+        if (e.key, e.value) not in seen:
+            seen.add((e.key, e.value))
+            out.append(e)
+    return out
+
+
 def merge(observations: Iterable[Observation]) -> list[Host]:
     """One Host per device: observations joined by address, then addresses joined by MAC."""
     by_ip: dict[str, Host] = {}
@@ -118,11 +128,10 @@ def merge(observations: Iterable[Observation]) -> list[Host]:
     merged: list[Host] = []
     for ip in sorted(by_ip, key=lambda a: ipaddress.ip_address(a)):
         host = by_ip[ip]
-        seen: set[tuple[str, str]] = set()
-        host.evidence = [e for e in host.evidence if (e.key, e.value) not in seen and not seen.add((e.key, e.value))]
+        host.evidence = _unique(host.evidence)
         if host.mac and host.mac in by_mac:  # the same device on a second address
             first = by_mac[host.mac]
-            first.evidence.extend(e for e in host.evidence if (e.key, e.value) not in {(x.key, x.value) for x in first.evidence})
+            first.evidence = _unique(first.evidence + host.evidence)
             first.other_ips.append(ip)
             continue
         if host.mac:

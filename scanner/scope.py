@@ -111,7 +111,7 @@ class Scope:
 
     def __contains__(self, ip: object) -> bool:
         try:
-            return str(ip) in self.targets
+            return bool(str(ip) in self.targets)
         except Exception:  # noqa: BLE001 - anything unparsable is out of scope
             return False
 
@@ -140,7 +140,7 @@ class Scope:
         if self.interface == "lo" or self.interface_ip.startswith("127."):
             return False
         subnet = IPNetwork(f"{self.interface_ip}/{self.prefix}").cidr
-        return IPSet([subnet]).issubset(self.targets)
+        return bool(IPSet([subnet]).issubset(self.targets))
 
     def describe(self) -> list[str]:
         out = [str(c) for c in self.targets.iter_cidrs()]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import struct
 from typing import Any
 
 from zeroconf import BadTypeInNameException, IPVersion, ServiceStateChange
@@ -129,14 +130,16 @@ def parse_mdns_answer(data: bytes, source_ip: str = "") -> list[Evidence]:
 
 
 def build_query(query_id: int | None = None) -> bytes:
-    """One DNS-SD query: PTR for the enumeration and for every fixed type, QU bit set (RFC 6762 §5.4)."""
-    out = DNSOutgoing(0, multicast=False, id_=random.randint(1, 0xFFFF) if query_id is None else query_id)
+    """One DNS-SD query: PTR for the enumeration and for every fixed type, QU bit set (RFC 6762 §5.4), and a
+    query ID as a legacy resolver sends (RFC 6762 §6.7: the answer repeats it)."""
+    out = DNSOutgoing(0, multicast=True)  # multicast=True only makes zeroconf write the QU bit (and ID 0)
     for name in (ENUMERATION, *SERVICE_TYPES):
         question = DNSQuestion(name, TYPE_PTR, TYPE_CLASS_IN)
         question.unicast = True
         out.add_question(question)
-    packets = out.packets()
-    return packets[0]
+    packet = out.packets()[0]
+    qid = random.randint(1, 0xFFFF) if query_id is None else query_id
+    return struct.pack("!H", qid) + packet[2:]
 
 
 def _service_evidence(info: AsyncServiceInfo) -> list[Evidence]:

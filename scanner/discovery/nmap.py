@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
@@ -52,7 +52,7 @@ def parse_nmap_xml(data: bytes) -> list[Observation]:
     return found
 
 
-async def scan(ctx: ScanContext, open_ports: dict[str, Iterable[int]], timeout: float = 120.0) -> list[Observation]:
+async def scan(ctx: ScanContext, open_ports: Mapping[str, Iterable[int]], timeout: float = 120.0) -> list[Observation]:
     exe = shutil.which("nmap")
     if exe is None:
         ctx.limitations.append("--nmap: nmap is not installed (Debian: apt-get install nmap); scanned without it")

@@ -1,0 +1,93 @@
+"""SADP and DHIP parsers on bytes: real-looking answers, our own probes, garbage, oversize; and merging."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from scanner.discovery import dhip, sadp
+from scanner.discovery.arp import parse_proc_net_arp
+from scanner.model import Evidence
+from scanner.netctx import Observation
+from scanner.scan import merge
+
+# a ProbeMatch in the form Hikvision firmware 5.x sends (fields as in public SADP tools' parsers)
+SADP_REPLY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><ProbeMatch><Uuid>1F9B2A6C-4E1D-4F5A-9C3E-7A2B5D8E0C11</Uuid>'
+    b"<Types>inquiry</Types><DeviceType>138</DeviceType><DeviceDescription>DS-2CD2143G0-I</DeviceDescription>"
+    b"<DeviceSN>DS-2CD2143G0-I20190101AAWRC12345678</DeviceSN><CommandPort>8000</CommandPort><HttpPort>80</HttpPort>"
+    b"<MAC>44-19-b6-12-34-56</MAC><IPv4Address>10.77.0.11</IPv4Address><SoftwareVersion>V5.5.0build 170725"
+    b"</SoftwareVersion><Activated>true</Activated></ProbeMatch>"
+)
+
+
+def keys(items: list[Evidence]) -> dict[str, str]:
+    return {e.key: e.value for e in items}
+
+
+def test_sadp_probe_match() -> None:
+    ev = keys(sadp.parse_probe_match(SADP_REPLY, "10.77.0.11"))
+    assert ev["sadp.device_description"] == "DS-2CD2143G0-I"
+    assert ev["sadp.software_version"] == "V5.5.0build 170725"
+    assert ev["sadp.ipv4_address"] == "10.77.0.11"
+    assert ev["sadp.mac"] == "44-19-b6-12-34-56" and ev["mac"] == "44:19:b6:12:34:56"
+    assert "sadp.uuid" not in ev
+
+
+def test_sadp_ignores_probes_garbage_and_bombs() -> None:
+    assert sadp.parse_probe_match(sadp.build_probe(), "x") == []
+    assert sadp.parse_probe_match(b"\x00\xff garbage", "x") == []
+    assert sadp.parse_probe_match(SADP_REPLY[:120], "x") == []
+    assert sadp.parse_probe_match(b"<ProbeMatch>" + b"<A>x</A>" * 5000 + b"</ProbeMatch>", "x") == []
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+            b"<ProbeMatch><DeviceDescription>&b;</DeviceDescription></ProbeMatch>")
+    assert sadp.parse_probe_match(bomb, "x") == []
+
+
+def _dhip(doc: object) -> bytes:
+    body = json.dumps(doc).encode()
+    n = struct.pack("<I", len(body))
+    return dhip.MAGIC + b"\x00" * 8 + n + b"\x00" * 4 + n + b"\x00" * 4 + body
+
+
+def test_dhip_reply() -> None:
+    reply = _dhip({"mac": "4c:11:bf:c2:0b:21", "method": "client.notifyDevInfo", "params": {"deviceInfo": {
+        "DeviceClass": "IPC", "DeviceType": "IPC-HDW2441TM-S", "SerialNo": "7H0ABCD1234567", "Vendor": "Dahua",
+        "Version": "2.800.0000000.25.R, Build Date 2021-06-10", "HttpPort": 80,
+        "IPv4Address": {"IPAddress": "10.77.0.21"}}}})
+    ev = keys(dhip.parse_reply(reply, "10.77.0.21"))
+    assert ev["dhip.device_type"] == "IPC-HDW2441TM-S" and ev["dhip.serial_no"] == "7H0ABCD1234567"
+    assert ev["dhip.http_port"] == "80" and ev["mac"] == "4c:11:bf:c2:0b:21"
+    assert not any(k.startswith("dhip.ipv4") for k in ev)
+
+
+def test_dhip_ignores_own_probe_and_garbage() -> None:
+    assert dhip.parse_reply(dhip.build_probe(), "x") == []
+    assert dhip.parse_reply(b"DHIP" * 10, "x") == []
+    assert dhip.parse_reply(dhip.MAGIC + b"\x00" * 24 + b"{not json", "x") == []
+    assert dhip.parse_reply(_dhip([1, 2, 3]), "x") == []
+    assert dhip.parse_reply(_dhip({"params": {"deviceInfo": "x"}}), "x") == []
+    assert dhip.parse_reply(dhip.MAGIC + b"\x00" * 24 + b"[" * 100_000, "x") == []
+
+
+def test_proc_net_arp() -> None:
+    text = (
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "10.77.0.11       0x1         0x2         44:19:b6:12:34:56     *        lab0\n"
+        "10.77.0.12       0x1         0x0         00:00:00:00:00:00     *        lab0\n"
+        "192.168.1.1      0x1         0x2         aa:bb:cc:dd:ee:ff     *        eth0\n"
+    )
+    assert parse_proc_net_arp(text, "lab0") == {"10.77.0.11": "44:19:b6:12:34:56"}
+
+
+def test_merge_joins_by_address_then_mac() -> None:
+    e = lambda k, v: Evidence(key=k, value=v)  # noqa: E731
+    hosts = merge([
+        Observation("10.0.0.5", [e("http.server", "App-webs/")]),
+        Observation("10.0.0.5", [e("mac", "44:19:b6:00:00:01"), e("http.server", "App-webs/")], "44:19:b6:00:00:01"),
+        Observation("10.0.0.9", [e("sadp.device_description", "DS-2CD2143G0-I")], "44:19:b6:00:00:01"),
+        Observation("10.0.0.7", [e("port.open", "80/tcp")]),
+    ])
+    assert [h.ip for h in hosts] == ["10.0.0.5", "10.0.0.7"]
+    assert hosts[0].other_ips == ["10.0.0.9"] and hosts[0].mac == "44:19:b6:00:00:01"
+    assert [x.key for x in hosts[0].evidence] == ["http.server", "mac", "sadp.device_description"]
