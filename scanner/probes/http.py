@@ -19,6 +19,7 @@ import html
 import re
 import ssl
 import time
+import warnings
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -284,7 +285,9 @@ def insecure_tls_context() -> ssl.SSLContext:
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE
     try:
-        tls.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():  # TLS 1.0 is deprecated, and still what many installed cameras speak
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tls.minimum_version = ssl.TLSVersion.TLSv1
         tls.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pass

@@ -23,9 +23,12 @@ CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 @pytest.fixture(scope="module")
 def scan_report(lab: control.LabState, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     out = tmp_path_factory.mktemp("scan")
+    creds = out / "onvif-credentials"
+    creds.write_text("admin:camscan-lab\n")  # the personas' ONVIF account (scanner/lab/persona.py default)
     proc = in_scanner(
-        lab, sys.executable, "-m", "scanner", "scan", "10.77.0.0/24", "--interface", "lab0",
-        "--json", str(out / "r.json"), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"), timeout=180,
+        lab, sys.executable, "-m", "scanner", "scan", "10.77.0.0/24", "--interface", "lab0", "--credentials",
+        str(creds), "--json", str(out / "r.json"), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"),
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "r.json").read_text())
@@ -49,6 +52,7 @@ def test_report_is_sound(scan_report: dict) -> None:  # type: ignore[type-arg]
     assert verify_document(body)[0]
     assert scan_report["scan"]["methods"][:3] == ["arp", "wsd", "mdns"]
     assert "10.77.0.0/24" in scan_report["scan"]["scope"]
+    assert "camscan-lab" not in json.dumps(body) and "camscan-lab" not in scan_report["_html"]  # no credentials
 
 
 @pytest.mark.parametrize("persona", PERSONAS, ids=[p.id for p in PERSONAS])

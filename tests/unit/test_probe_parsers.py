@@ -141,8 +141,7 @@ def test_too_many_headers_are_bounded() -> None:
         b"<html>not a response</html>",
         b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n",  # RTSP is not HTTP
     ],
-    ids=["empty", "blank", "ssh", "status-not-a-number", "status-4-digits", "no-status", "binary", "html",
-         "rtsp"],
+    ids=["empty", "blank", "ssh", "status-not-a-number", "status-4-digits", "no-status", "binary", "html", "rtsp"],
 )
 def test_not_http_gives_nothing(raw: bytes) -> None:
     resp = http.parse_response(raw)
@@ -236,8 +235,19 @@ def test_message_complete(raw: bytes, done: bool) -> None:
         ("http://10.0.0.5:99999/", False, None),  # a port that cannot be
         ("/a b\r\nX-Injected: 1", False, None),
     ],
-    ids=["relative", "relative-no-slash", "absolute-same", "to-https", "to-http", "other-host", "scheme-relative",
-         "ftp", "javascript", "bad-port", "injection"],
+    ids=[
+        "relative",
+        "relative-no-slash",
+        "absolute-same",
+        "to-https",
+        "to-http",
+        "other-host",
+        "scheme-relative",
+        "ftp",
+        "javascript",
+        "bad-port",
+        "injection",
+    ],
 )
 def test_same_host_target(location: str, tls: bool, expected: tuple[int, bool, str] | None) -> None:
     port = 8080 if not tls else 443
@@ -283,8 +293,9 @@ def test_favicon_hash_is_shodans_convention() -> None:
 
 def test_favicon_evidence() -> None:
     ico = b"\x00\x00\x01\x00\x01\x00\x10\x10" + b"\x00" * 100
-    ok = http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Type: image/x-icon\r\nContent-Length: 108\r\n\r\n" + ico,
-                             max_body=http.MAX_FAVICON)
+    ok = http.parse_response(
+        b"HTTP/1.1 200 OK\r\nContent-Type: image/x-icon\r\nContent-Length: 108\r\n\r\n" + ico, max_body=http.MAX_FAVICON
+    )
     assert pairs(http.favicon_evidence(ok)) == [("http.favicon.mmh3", http.favicon_hash(ico))]
     cut = http.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + ico)
     assert http.favicon_evidence(cut) == []
@@ -381,8 +392,10 @@ def test_rtsp_hikvision_challenge() -> None:
 
 def test_rtsp_server_from_either_answer_deduplicated() -> None:
     options = b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nServer: Rtsp Server/3.0\r\nPublic: OPTIONS, DESCRIBE\r\n\r\n"
-    describe = (b"RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\nServer: Rtsp Server/3.0\r\n"
-                b'WWW-Authenticate: Digest realm="Login to 4L0263APAZ3A5F1", nonce="1"\r\n\r\n')
+    describe = (
+        b"RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\nServer: Rtsp Server/3.0\r\n"
+        b'WWW-Authenticate: Digest realm="Login to 4L0263APAZ3A5F1", nonce="1"\r\n\r\n'
+    )
     assert pairs(rtsp.rtsp_evidence([options, describe])) == [
         ("rtsp.server", "Rtsp Server/3.0"),
         ("rtsp.www_authenticate", 'Digest realm="Login to 4L0263APAZ3A5F1", nonce="1"'),
@@ -399,8 +412,13 @@ def test_rtsp_challenge_outside_401_is_ignored() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"HTTP/1.1 200 OK\r\nServer: App-webs/\r\n\r\n", b"\xff" * 5000, b"RTSP/1.0\r\n\r\n",
-     b"RTSP/1.0 2x0 OK\r\nServer: a\r\n\r\n"],
+    [
+        b"",
+        b"HTTP/1.1 200 OK\r\nServer: App-webs/\r\n\r\n",
+        b"\xff" * 5000,
+        b"RTSP/1.0\r\n\r\n",
+        b"RTSP/1.0 2x0 OK\r\nServer: a\r\n\r\n",
+    ],
     ids=["empty", "http", "binary", "no-status", "bad-status"],
 )
 def test_rtsp_garbage(raw: bytes) -> None:
@@ -472,16 +490,31 @@ def test_onvif_fault_confirms_the_service() -> None:
         GSDT + b"<!--" + b"x" * onvif.MAX_SOAP + b"-->",
         b"\xff\xfe<\x00",
     ],
-    ids=["empty", "entity-bomb", "external-dtd", "soap11", "other-operation", "html", "empty-body", "cut",
-         "oversize", "binary"],
+    ids=[
+        "empty",
+        "entity-bomb",
+        "external-dtd",
+        "soap11",
+        "other-operation",
+        "html",
+        "empty-body",
+        "cut",
+        "oversize",
+        "binary",
+    ],
 )
 def test_not_onvif(body: bytes) -> None:
     assert onvif.parse_system_date_and_time(body) == onvif.DeviceTime(False)
 
 
 def test_device_information_evidence() -> None:
-    info = SimpleNamespace(Manufacturer="HIKVISION", Model="DS-2CD2085G1-I", FirmwareVersion="V5.6.5 build 200316",
-                           SerialNumber="DS-2CD2085G1-I20200414AAWRE33853311", HardwareId="88")
+    info = SimpleNamespace(
+        Manufacturer="HIKVISION",
+        Model="DS-2CD2085G1-I",
+        FirmwareVersion="V5.6.5 build 200316",
+        SerialNumber="DS-2CD2085G1-I20200414AAWRE33853311",
+        HardwareId="88",
+    )
     assert pairs(onvif.device_information_evidence(info)) == [
         ("onvif.manufacturer", "HIKVISION"),
         ("onvif.model", "DS-2CD2085G1-I"),
@@ -503,13 +536,6 @@ def test_onvif_hardened_zeep_settings_refuse_the_bomb() -> None:
     assert settings.forbid_dtd and settings.forbid_entities and not settings.xml_huge_tree
     with pytest.raises((DTDForbidden, EntitiesForbidden)):
         parse_xml(BOMB, None, settings=settings)
-
-
-def test_scrub_removes_credentials() -> None:
-    from scanner.netctx import Credentials
-
-    creds = Credentials("admin", "s3cret!")
-    assert onvif._scrub("auth failed for admin with s3cret!", creds) == "auth failed for <redacted> with <redacted>"
 
 
 # ------------------------------------------------------------------------------------------------- banners
@@ -536,8 +562,21 @@ TELNET_BUSYBOX = (  # BusyBox telnetd as on many DVRs: negotiation first, then t
         (b"   \r\n", "ftp", None),
         (b"SSH-2.0-x\r\n", "smtp", None),
     ],
-    ids=["dropbear", "openssh-then-binary", "vsftpd", "ftp-multiline", "leading-blank", "non-utf8", "telnet-busybox",
-         "telnet-sb-and-iac-iac", "telnet-256", "empty", "telnet-only-negotiation", "blank", "unknown-kind"],
+    ids=[
+        "dropbear",
+        "openssh-then-binary",
+        "vsftpd",
+        "ftp-multiline",
+        "leading-blank",
+        "non-utf8",
+        "telnet-busybox",
+        "telnet-sb-and-iac-iac",
+        "telnet-256",
+        "empty",
+        "telnet-only-negotiation",
+        "blank",
+        "unknown-kind",
+    ],
 )
 def test_parse_banner(data: bytes, kind: str, expected: str | None) -> None:
     got = pairs(banner.parse_banner(data, kind))
