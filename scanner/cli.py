@@ -461,11 +461,35 @@ def _read_credentials(path: Path):  # type: ignore[no-untyped-def]
 
 @app.command()
 def scan(
-    targets: Annotated[list[str], typer.Argument(help="Addresses, networks (10.0.0.0/24) or ranges (10.0.0.10-40) to scan.")],
-    interface: Annotated[Optional[str], typer.Option("--interface", "-i", help="Interface to scan from (default: the route to the first target). Multicast discovery runs only here.")] = None,  # noqa: E501, UP045
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of: arp,wsd,mdns,ssdp,sadp,dhip,ports,http,tls,rtsp,onvif,banners (default: all).")] = None,  # noqa: E501, UP045
-    credentials: Annotated[Optional[Path], typer.Option(help="File with ONVIF credentials (username:password) for GetDeviceInformation. Never logged or reported.", exists=True, dir_okay=False)] = None,  # noqa: E501, UP045
-    use_nmap: Annotated[bool, typer.Option("--nmap", help="Also run nmap -sV on the open ports found (needs nmap).")] = False,
+    targets: Annotated[
+        list[str], typer.Argument(help="Addresses, networks (10.0.0.0/24) or ranges (10.0.0.10-40) to scan.")
+    ],
+    interface: Annotated[
+        str | None,
+        typer.Option(
+            "--interface",
+            "-i",
+            help="Interface to scan from (default: the route to the first target). Multicast discovery runs only here.",
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated subset of: arp,wsd,mdns,ssdp,sadp,dhip,ports,http,tls,rtsp,onvif,banners "
+            "(default: all)."
+        ),
+    ] = None,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with ONVIF credentials (username:password) for GetDeviceInformation. Never logged or reported.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    use_nmap: Annotated[
+        bool, typer.Option("--nmap", help="Also run nmap -sV on the open ports found (needs nmap).")
+    ] = False,
     policy: PolicyIds = None,
     policy_dir: PolicyDir = None,
     rules_dir: RulesDir = None,
@@ -478,7 +502,9 @@ def scan(
     rate: Annotated[float, typer.Option(help="Packets per second, at most (all backends together).")] = 500.0,
     timeout: Annotated[float, typer.Option(help="Seconds per connection or request.")] = 2.0,
     listen: Annotated[float, typer.Option(help="Seconds multicast discovery listens for answers.")] = 1.5,
-    allow_public: Annotated[bool, typer.Option("--allow-public", help="Allow public (internet) addresses in the targets.")] = False,  # noqa: E501
+    allow_public: Annotated[
+        bool, typer.Option("--allow-public", help="Allow public (internet) addresses in the targets.")
+    ] = False,
 ) -> None:
     """Find and identify every camera and recorder in the targets, and write the compliance report.
 
@@ -510,12 +536,22 @@ def scan(
         raise typer.Exit(2) from None
     engine = _engine(rules_dir)
     packs = _packs(engine, policy, policy_dir)
-    ctx = ScanContext(scope=scope, rate=RateLimiter(rate), timeout=timeout, listen=listen,
-                      credentials=_read_credentials(credentials) if credentials else None)
+    ctx = ScanContext(
+        scope=scope,
+        rate=RateLimiter(rate),
+        timeout=timeout,
+        listen=listen,
+        credentials=_read_credentials(credentials) if credentials else None,
+    )
     started = datetime.now(UTC)
     console = _console()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True),
-                  transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"scanning {', '.join(scope.describe())}")
 
         def progress(phase: str, found: int, done: int) -> None:
@@ -524,9 +560,18 @@ def scan(
 
         result = asyncio.run(run_scan(ctx, chosen, use_nmap=use_nmap, progress=progress))
     rep = build_report(
-        result.hosts, engine, packs, started_at=started, scope=scope.describe(), methods=result.methods,
-        operator=operator, site=site, authorisation=authorisation, errors=ctx.errors,
-        limitations=scope.limitations + ctx.limitations, fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+        result.hosts,
+        engine,
+        packs,
+        started_at=started,
+        scope=scope.describe(),
+        methods=result.methods,
+        operator=operator,
+        site=site,
+        authorisation=authorisation,
+        errors=ctx.errors,
+        limitations=scope.limitations + ctx.limitations,
+        fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
     )
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
     console.print(Text(f"scan of {scope.size} addresses: {timing}; {result.packets} packets sent", style="dim"))
@@ -543,8 +588,16 @@ def _default_mode() -> str:
 
 @lab_app.command("up")
 def lab_up(
-    mode: Annotated[Optional[str], typer.Option(help="netns (root: a virtual LAN) or loopback (127.77.0.x, unicast only). Default: netns when root.")] = None,  # noqa: E501, UP045
-    personas: Annotated[Optional[Path], typer.Option(help="Directory of persona files (default: the bundled ones).", exists=True, file_okay=False)] = None,  # noqa: E501, UP045
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="netns (root: a virtual LAN) or loopback (127.77.0.x, unicast only). Default: netns when root."
+        ),
+    ] = None,
+    personas: Annotated[
+        Path | None,
+        typer.Option(help="Directory of persona files (default: the bundled ones).", exists=True, file_okay=False),
+    ] = None,
 ) -> None:
     """Start the lab (an earlier or crashed lab is removed first) and print its devices."""
     from scanner.lab import control
@@ -563,15 +616,25 @@ def _print_lab(state) -> None:  # type: ignore[no-untyped-def]
     console = _console()
     console.print(Text(f"lab {state.lab_id}: {state.mode} mode, {len(state.processes)} devices", style="bold"))
     if state.mode == "netns":
-        console.print(Text(f"scanner namespace {state.scanner_namespace} ({state.scanner_ip}); run scans there with "
-                           "`camscan lab exec -- CMD`"))
+        console.print(
+            Text(
+                f"scanner namespace {state.scanner_namespace} ({state.scanner_ip}); run scans there with "
+                "`camscan lab exec -- CMD`"
+            )
+        )
     else:
-        console.print(Text("loopback mode: unicast only: no MAC addresses, no ARP, no multicast discovery (WS-Discovery, "
-                           "SSDP, SADP and DHIP answer unicast probes), no mDNS"
-                           + (f"; ports below 1024 are shifted by +{state.port_offset}" if state.port_offset else "")))
+        console.print(
+            Text(
+                "loopback mode: unicast only: no MAC addresses, no ARP, no multicast discovery (WS-Discovery, "
+                "SSDP, SADP and DHIP answer unicast probes), no mDNS"
+                + (f"; ports below 1024 are shifted by +{state.port_offset}" if state.port_offset else "")
+            )
+        )
     t = Table("device", "address", "MAC", "running", "name", box=None)
     for p in state.processes:
-        t.add_row(cell(p.id), cell(p.ip), cell(p.mac or ""), cell("yes" if control.alive(p.pid) else "NO"), cell(p.name))
+        t.add_row(
+            cell(p.id), cell(p.ip), cell(p.mac or ""), cell("yes" if control.alive(p.pid) else "NO"), cell(p.name)
+        )
     console.print(t)
 
 
@@ -589,7 +652,9 @@ def lab_status() -> None:
 
 @lab_app.command("down")
 def lab_down(
-    all_labs: Annotated[bool, typer.Option("--all", help="Also remove every other camscan lab on this machine.")] = False,
+    all_labs: Annotated[
+        bool, typer.Option("--all", help="Also remove every other camscan lab on this machine.")
+    ] = False,
 ) -> None:
     """Stop the lab: every persona process, namespace and link it made."""
     from scanner.lab import control
@@ -622,7 +687,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json, report.html, report.csv.")] = Path(
         "camscan-demo"
     ),
-    mode: Annotated[Optional[str], typer.Option(help="Lab mode: netns (root) or loopback. Default: netns when root.")] = None,  # noqa: E501, UP045
+    mode: Annotated[
+        str | None, typer.Option(help="Lab mode: netns (root) or loopback. Default: netns when root.")
+    ] = None,
 ) -> None:
     """Start the simulated lab, scan it, write camscan-demo/report.{json,html,csv}, tear the lab down.
 
@@ -655,17 +722,35 @@ def demo(
         except (control.LabError, ValueError) as exc:
             err.print(Text(f"error: cannot start the lab: {exc}"))
             raise typer.Exit(2) from None
-        console.print(Text(f"camscan demo: lab up in {chosen} mode with {len(state.processes)} simulated devices "
-                           f"({time.monotonic() - t0:.1f} s); nothing outside the lab is touched", style="bold"))
+        console.print(
+            Text(
+                f"camscan demo: lab up in {chosen} mode with {len(state.processes)} simulated devices "
+                f"({time.monotonic() - t0:.1f} s); nothing outside the lab is touched",
+                style="bold",
+            )
+        )
         json_path = out / "report.json"
         scanned = chosen == "netns" or os.geteuid() == 0
         if scanned:
             target = "10.77.0.0/24" if chosen == "netns" else "127.77.0.0/24"
-            argv = [sys.executable, "-m", "scanner", "scan", target, "--json", str(json_path.resolve()),
-                    "--site", "camscan demo lab", "--operator", "camscan demo", "--authorisation", "demo: simulated lab only"]
+            argv = [
+                sys.executable,
+                "-m",
+                "scanner",
+                "scan",
+                target,
+                "--json",
+                str(json_path.resolve()),
+                "--site",
+                "camscan demo lab",
+                "--operator",
+                "camscan demo",
+                "--authorisation",
+                "demo: simulated lab only",
+            ]
             if chosen == "netns":
                 argv = ["ip", "netns", "exec", str(state.scanner_namespace), *argv, "--interface", "lab0"]
-            console.print(Text("scanning: " + " ".join(argv[argv.index("scan"):]), style="dim"))
+            console.print(Text("scanning: " + " ".join(argv[argv.index("scan") :]), style="dim"))
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
             if proc.returncode != 0:
                 err.print(Text(f"error: the scan failed ({proc.returncode}):\n{proc.stderr[-2000:]}"))
@@ -673,14 +758,24 @@ def demo(
             rep = load_report(json_path)
         else:
             engine = _engine(None)
-            hosts = [Host(id=p.loopback_ip(), ip=p.loopback_ip(), evidence=persona_evidence(p, with_mac=False))
-                     for p in load_personas()]
+            hosts = [
+                Host(id=p.loopback_ip(), ip=p.loopback_ip(), evidence=persona_evidence(p, with_mac=False))
+                for p in load_personas()
+            ]
             rep = build_report(
-                hosts, engine, _packs(engine, None, None), started_at=datetime.now(UTC), methods=["lab-persona-evidence"],
-                site="camscan demo lab", operator="camscan demo", authorisation="demo: simulated lab only",
+                hosts,
+                engine,
+                _packs(engine, None, None),
+                started_at=datetime.now(UTC),
+                methods=["lab-persona-evidence"],
+                site="camscan demo lab",
+                operator="camscan demo",
+                authorisation="demo: simulated lab only",
                 fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
-                limitations=["Loopback lab without root: the lab's ports below 1024 are moved, so this demo assessed "
-                             "the Evidence the personas would give to a scan, taken from their files, not from the wire."],
+                limitations=[
+                    "Loopback lab without root: the lab's ports below 1024 are moved, so this demo assessed "
+                    "the Evidence the personas would give to a scan, taken from their files, not from the wire."
+                ],
             )
         print_summary(rep, console)
         _write_outputs(rep, None if scanned else json_path, out / "report.html", out / "report.csv")

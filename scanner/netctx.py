@@ -71,6 +71,6 @@ def multicast_sender(ctx: ScanContext, port: int = 0) -> socket.socket:
 
 def unicast_sender(ctx: ScanContext) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    sock.bind((ctx.scope.interface_ip or "0.0.0.0", 0))  # noqa: S104 - the kernel picks by route; scope-checked sends
+    sock.bind((ctx.scope.interface_ip or "0.0.0.0", 0))
     sock.setblocking(False)
     return sock

@@ -45,7 +45,7 @@ def _noop(phase: str, found: int, done: int) -> None:
 async def _timed(name: str, coro: Awaitable[list[Observation]], ctx: ScanContext) -> list[Observation]:
     try:
         return await coro
-    except Exception as exc:  # noqa: BLE001 - a failed backend is a line in the report, not a crash
+    except Exception as exc:
         ctx.errors.append(f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}")
         return []
 
@@ -141,7 +141,10 @@ def merge(observations: Iterable[Observation]) -> list[Host]:
 
 
 async def run_scan(
-    ctx: ScanContext, methods: Iterable[str] = ALL_METHODS, use_nmap: bool = False, progress: Progress = _noop,
+    ctx: ScanContext,
+    methods: Iterable[str] = ALL_METHODS,
+    use_nmap: bool = False,
+    progress: Progress = _noop,
 ) -> ScanResult:
     from scanner.discovery import arp, nmap, ports
 

@@ -94,8 +94,10 @@ class Scope:
             if net.is_multicast or net.is_unspecified or str(net.network_address).startswith("255."):
                 raise ScopeError(f"{net}: not a host address")
             if net.is_global and not allow_public:
-                raise ScopeError(f"{net} is a public address range: camscan scans local networks; --allow-public if "
-                                 "you are authorised to scan it")
+                raise ScopeError(
+                    f"{net} is a public address range: camscan scans local networks; --allow-public if "
+                    "you are authorised to scan it"
+                )
         scope = cls(targets=targets, specs=list(specs), allow_public=allow_public)
         first = str(next(iter(targets.iter_cidrs())).ip)
         if interface:
@@ -112,7 +114,7 @@ class Scope:
     def __contains__(self, ip: object) -> bool:
         try:
             return bool(str(ip) in self.targets)
-        except Exception:  # noqa: BLE001 - anything unparsable is out of scope
+        except Exception:
             return False
 
     def hosts(self) -> Iterator[str]:

@@ -7,6 +7,7 @@ Only in-scope addresses on the scan interface's own subnet are asked; answers ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import socket
@@ -63,7 +64,10 @@ def _scapy_sweep(ctx: ScanContext, ips: list[str], timeout: float) -> list[tuple
     conf.route.resync()
     answered, _ = srp(
         Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ips, psrc=ctx.scope.interface_ip),
-        iface=ctx.scope.interface, timeout=timeout, inter=1.0 / ctx.rate.rate, verbose=0,
+        iface=ctx.scope.interface,
+        timeout=timeout,
+        inter=1.0 / ctx.rate.rate,
+        verbose=0,
     )
     return [(r.psrc, r.hwsrc) for _, r in answered]
 
@@ -71,29 +75,35 @@ def _scapy_sweep(ctx: ScanContext, ips: list[str], timeout: float) -> list[tuple
 async def sweep(ctx: ScanContext, ips: list[str]) -> list[Observation]:
     targets = on_link(ctx, ips)
     if not targets:
-        ctx.limitations.append("ARP: no target is on the scan interface's subnet; MAC addresses come only from "
-                               "protocols that carry them")
+        ctx.limitations.append(
+            "ARP: no target is on the scan interface's subnet; MAC addresses come only from protocols that carry them"
+        )
         return []
     if os.geteuid() == 0:
         try:
             pairs = await asyncio.to_thread(_scapy_sweep, ctx, targets, min(1.0, ctx.timeout))
             ctx.rate.sent += len(targets)
-            return [Observation(ip, [evidence("mac", m, SOURCE_ARP)], m) for ip, raw in pairs
-                    if ctx.allowed(ip) and (m := normalise_mac(raw))]
-        except Exception as exc:  # noqa: BLE001 - fall back to the unprivileged method
-            ctx.limitations.append(f"ARP sweep with raw sockets failed ({exc.__class__.__name__}: {exc}); "
-                                   "used the kernel neighbour table instead")
+            return [
+                Observation(ip, [evidence("mac", m, SOURCE_ARP)], m)
+                for ip, raw in pairs
+                if ctx.allowed(ip) and (m := normalise_mac(raw))
+            ]
+        except Exception as exc:
+            ctx.limitations.append(
+                f"ARP sweep with raw sockets failed ({exc.__class__.__name__}: {exc}); "
+                "used the kernel neighbour table instead"
+            )
     else:
-        ctx.limitations.append("not root: no raw-socket ARP sweep; MACs from the kernel neighbour table after a UDP poke")
+        ctx.limitations.append(
+            "not root: no raw-socket ARP sweep; MACs from the kernel neighbour table after a UDP poke"
+        )
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     try:
         for ip in targets:
             await ctx.rate.acquire()
-            try:
+            with contextlib.suppress(OSError):
                 sock.sendto(b"", (ip, 9))  # discard port: the kernel ARPs for the address
-            except OSError:
-                pass
     finally:
         sock.close()
     await asyncio.sleep(1.2)

@@ -61,15 +61,26 @@ async def scan(ctx: ScanContext, open_ports: Mapping[str, Iterable[int]], timeou
     if not hosts:
         return []
     ports = sorted({p for ps in hosts.values() for p in ps})
-    argv = [exe, "-sV", "-Pn", "-n", "--open", "-oX", "-", "-p", ",".join(map(str, ports)),
-            "--max-rate", str(int(ctx.rate.rate))]
+    argv = [
+        exe,
+        "-sV",
+        "-Pn",
+        "-n",
+        "--open",
+        "-oX",
+        "-",
+        "-p",
+        ",".join(map(str, ports)),
+        "--max-rate",
+        str(int(ctx.rate.rate)),
+    ]
     if ctx.scope.interface and ctx.scope.interface != "lo":
         argv += ["-e", ctx.scope.interface]
     argv += sorted(hosts)
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         ctx.errors.append(f"nmap -sV did not finish in {timeout:.0f} s; its results are left out")

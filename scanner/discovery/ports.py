@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 from collections.abc import Iterable
 
@@ -24,15 +25,13 @@ async def check(ctx: ScanContext, ip: str, port: int, sem: asyncio.Semaphore) ->
         await ctx.rate.acquire()
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=ctx.timeout / 2)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return None
         except OSError as exc:
             return False if exc.errno == errno.ECONNREFUSED else None
         writer.close()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError, OSError):
             await asyncio.wait_for(writer.wait_closed(), timeout=0.5)
-        except (asyncio.TimeoutError, TimeoutError, OSError):
-            pass
         return True
 
 

@@ -5,6 +5,7 @@ a while, and turn every answer from an in-scope address into Evidence with the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 
@@ -17,8 +18,16 @@ Parser = Callable[[bytes, str], list[Evidence]]
 
 
 async def udp_discovery(
-    ctx: ScanContext, *, name: str, port: int, group: str | None, probe: Callable[[], bytes], parse: Parser,
-    unicast: Iterable[str] = (), repeats: int = 2, listen: float | None = None,
+    ctx: ScanContext,
+    *,
+    name: str,
+    port: int,
+    group: str | None,
+    probe: Callable[[], bytes],
+    parse: Parser,
+    unicast: Iterable[str] = (),
+    repeats: int = 2,
+    listen: float | None = None,
 ) -> list[Observation]:
     """Probe, listen, parse. `probe()` is called for each send (fresh message ids). Answers from outside
     the scope are dropped before parsing; every answer is parsed by `parse(data, source_ip)`."""
@@ -40,17 +49,15 @@ async def udp_discovery(
             if i == 0:  # unicast once per target: for routed networks where multicast does not reach
                 for ip in targets:
                     await ctx.rate.acquire()
-                    try:
+                    with contextlib.suppress(OSError):
                         await loop.sock_sendto(sock, probe(), (ip, port))
-                    except OSError:
-                        pass
             if i + 1 < repeats:
                 await asyncio.sleep(0.05)
         deadline = time.monotonic() + (ctx.listen if listen is None else listen)
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, MAX_DATAGRAM), timeout=remaining)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 break
             except OSError:
                 continue  # e.g. ICMP port unreachable surfacing as ECONNREFUSED

@@ -15,6 +15,7 @@ persona process left, or the state file names it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,19 +128,15 @@ def _is_persona_process(pid: int) -> bool:
 def _stop_processes(pids: list[int], grace: float = 3.0) -> None:
     live = [p for p in pids if _is_persona_process(p)]
     for pid in live:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)  # each persona leads its own process group
-        except (ProcessLookupError, PermissionError):
-            pass
     deadline = time.monotonic() + grace
     while live and time.monotonic() < deadline:
         live = [p for p in live if _is_persona_process(p) and not _reap(p)]
         time.sleep(0.05)
     for pid in live:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         _reap(pid)
 
 
@@ -202,7 +199,9 @@ def down(state_dir: Path | None = None, everything: bool = False) -> list[str]:
 
 
 def up(
-    mode: str = "netns", personas_dir: Path | None = None, state_dir: Path | None = None,
+    mode: str = "netns",
+    personas_dir: Path | None = None,
+    state_dir: Path | None = None,
     only: list[str] | None = None,
 ) -> LabState:
     """Start a lab; an earlier lab of the same state directory, or a crashed one, is removed first."""
@@ -223,8 +222,9 @@ def up(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     down(state_dir)
     lab_id = f"{os.getpid()}{os.urandom(2).hex()}"  # unique per lab, even several in one process
-    state = LabState(lab_id=lab_id, mode=mode, created_at=time.time(), state_dir=str(state_dir),
-                     personas_dir=str(personas_dir))
+    state = LabState(
+        lab_id=lab_id, mode=mode, created_at=time.time(), state_dir=str(state_dir), personas_dir=str(personas_dir)
+    )
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -250,13 +250,22 @@ def _build_netns(state: LabState, personas: list[Persona]) -> None:
     ip_batch([f"netns add {ns}" for ns in state.namespaces])
     hosts: list[tuple[str, str, str, str]] = [(scan, SCANNER_MAC, SCANNER_IP, "s0")]
     hosts += [(ns, p.mac, p.ip, f"p{i}") for i, (ns, p) in enumerate(zip(state.namespaces[2:], personas, strict=True))]
-    switch = ["link set lo up", "link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0", "link set br0 up"]
+    switch = [
+        "link set lo up",
+        "link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+        "link set br0 up",
+    ]
     for ns, _mac, _addr, port in hosts:  # each veth is born with one end in the switch, the other in the host
-        switch += [f"link add {port} type veth peer name lab0 netns {ns}", f"link set {port} master br0",
-                   f"link set {port} up"]
+        switch += [
+            f"link add {port} type veth peer name lab0 netns {ns}",
+            f"link set {port} master br0",
+            f"link set {port} up",
+        ]
     ip_batch(switch, sw)
     for ns, mac, addr, _port in hosts:
-        ip_batch(["link set lo up", f"link set lab0 address {mac}", f"addr add {addr}/24 dev lab0", "link set lab0 up"], ns)
+        ip_batch(
+            ["link set lo up", f"link set lab0 address {mac}", f"addr add {addr}/24 dev lab0", "link set lab0 up"], ns
+        )
 
 
 def _start_personas(state: LabState, found: list[tuple[Path, Persona]], logs: Path) -> None:
@@ -272,8 +281,18 @@ def _start_personas(state: LabState, found: list[tuple[Path, Persona]], logs: Pa
         else:
             ns, addr, iface = None, p.loopback_ip(), ""
             argv = [sys.executable]
-        argv += ["-m", "scanner.lab.serve", "--persona", str(path), "--ip", addr, "--ready", str(ready),
-                 "--port-offset", str(state.port_offset)]
+        argv += [
+            "-m",
+            "scanner.lab.serve",
+            "--persona",
+            str(path),
+            "--ip",
+            addr,
+            "--ready",
+            str(ready),
+            "--port-offset",
+            str(state.port_offset),
+        ]
         if iface:
             argv += ["--iface", iface]
         pid = _spawn(argv, log_path)

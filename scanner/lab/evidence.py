@@ -33,8 +33,14 @@ def _http(svc: HttpService, persona: Persona, tls: bool) -> list[tuple[str, str]
         if loc:
             out.append(("http.redirect", loc))
     elif (root.auth or root.status == 401) and svc.auth:
-        out.append(("http.www_authenticate", (svc.auth.header or f'{svc.auth.scheme.capitalize()} realm="{svc.auth.realm}"')
-                    .replace("{nonce}", "0" * 32)))
+        out.append(
+            (
+                "http.www_authenticate",
+                (svc.auth.header or f'{svc.auth.scheme.capitalize()} realm="{svc.auth.realm}"').replace(
+                    "{nonce}", "0" * 32
+                ),
+            )
+        )
     else:
         body = base64.b64decode(root.body_base64).decode("utf-8", "replace") if root.body_base64 else root.body
         m = _TITLE.search(body)
@@ -63,11 +69,18 @@ def persona_evidence(persona: Persona, with_mac: bool = True) -> list[Evidence]:
             pairs.append(("rtsp.server", s.rtsp.server))
         if s.rtsp.auth is not None:
             a = s.rtsp.auth
-            pairs.append(("rtsp.www_authenticate", (a.header or f'{a.scheme.capitalize()} realm="{a.realm}"').replace("{nonce}", "0" * 32)))
+            pairs.append(
+                (
+                    "rtsp.www_authenticate",
+                    (a.header or f'{a.scheme.capitalize()} realm="{a.realm}"').replace("{nonce}", "0" * 32),
+                )
+            )
     for banner in s.tcp:
         ports.append(banner.port)
         if banner.banner and banner.port in BANNER_KEYS:
-            pairs.append((BANNER_KEYS[banner.port], banner.banner.splitlines()[0] if banner.port != 23 else banner.banner[:256]))
+            pairs.append(
+                (BANNER_KEYS[banner.port], banner.banner.splitlines()[0] if banner.port != 23 else banner.banner[:256])
+            )
     pairs += [("port.open", f"{p}/tcp") for p in sorted(set(ports))]
     if s.wsd is not None:
         pairs += [("wsd.type", t) for t in s.wsd.types]
@@ -79,9 +92,14 @@ def persona_evidence(persona: Persona, with_mac: bool = True) -> list[Evidence]:
     if s.ssdp is not None:
         pairs.append(("ssdp.server", s.ssdp.server))
         pairs += [("ssdp.st", st) for st in s.ssdp.st]
-        names = {"friendlyName": "upnp.friendly_name", "manufacturer": "upnp.manufacturer",
-                 "manufacturerURL": "upnp.manufacturer_url", "modelName": "upnp.model_name",
-                 "modelNumber": "upnp.model_number", "modelDescription": "upnp.model_description"}
+        names = {
+            "friendlyName": "upnp.friendly_name",
+            "manufacturer": "upnp.manufacturer",
+            "manufacturerURL": "upnp.manufacturer_url",
+            "modelName": "upnp.model_name",
+            "modelNumber": "upnp.model_number",
+            "modelDescription": "upnp.model_description",
+        }
         pairs += [(names[k], v) for k, v in s.ssdp.description.items() if k in names]
     for prefix, fields in (("sadp", s.sadp), ("dhip", s.dhip)):
         pairs += [(field_key(prefix, k), v) for k, v in (fields or {}).items()]

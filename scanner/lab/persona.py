@@ -59,7 +59,9 @@ class HttpService(_M):
     # headers every answer carries, in order; "Date" gets the current date, "Server" the server string
     header_order: list[str] = Field(default_factory=lambda: ["Date", "Server"])
     routes: dict[str, HttpRoute] = Field(default_factory=dict)
-    not_found: HttpRoute = Field(default_factory=lambda: HttpRoute(status=404, body="Not Found", content_type="text/plain"))
+    not_found: HttpRoute = Field(
+        default_factory=lambda: HttpRoute(status=404, body="Not Found", content_type="text/plain")
+    )
     auth: HttpAuth | None = None
 
 
@@ -100,7 +102,9 @@ class SsdpService(_M):
     st: list[str] = Field(default_factory=lambda: ["upnp:rootdevice"])
     http: str = "http"
     location: str = "/upnp/description.xml"
-    description: dict[str, str] = Field(default_factory=dict, description="UPnP device fields: friendlyName, manufacturer, ...")
+    description: dict[str, str] = Field(
+        default_factory=dict, description="UPnP device fields: friendlyName, manufacturer, ..."
+    )
     device_type: str = "urn:schemas-upnp-org:device:Basic:1"
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import tempfile
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ async def close_all(closers: list[Any]) -> None:
                 await result
             if isinstance(c, asyncio.Server):
                 await c.wait_closed()
-        except Exception as exc:  # noqa: BLE001 - shutdown goes on whatever one service does
+        except Exception as exc:
             log.warning("closing %r: %s", c, exc)
 
 
@@ -78,7 +78,11 @@ async def run(args: argparse.Namespace) -> int:
     persona = load_persona(Path(args.persona))
     runtime = tempfile.TemporaryDirectory(prefix=f"camscan-lab-{persona.id}-")  # keys and certificates
     ctx = Context(
-        persona=persona, ip=args.ip, iface=args.iface or None, port_offset=args.port_offset, log=log,
+        persona=persona,
+        ip=args.ip,
+        iface=args.iface or None,
+        port_offset=args.port_offset,
+        log=log,
         runtime_dir=Path(runtime.name),
     )
     stop = asyncio.Event()

@@ -102,7 +102,8 @@ class Pack:
     def notes(self, device: Device) -> list[str]:
         """Advisories of `outcome: note` rules: things a person should check that are not findings."""
         return [
-            f"{self.id}/{rule.id}: {rule.title}. {rule.note or ''} Source: {'; '.join(c.text() for c in rule.citations)}"
+            f"{self.id}/{rule.id}: {rule.title}. {rule.note or ''} "
+            f"Source: {'; '.join(c.text() for c in rule.citations)}"
             for rule in self.rules
             if rule.outcome == "note" and rule.when.holds(device)
         ]

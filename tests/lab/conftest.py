@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,11 +33,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control.LabState]:
         control.down(state_dir)
 
 
-def in_scanner(state: control.LabState, *argv: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+def in_scanner(state: control.LabState, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     import subprocess
 
-    return subprocess.run(["ip", "netns", "exec", str(state.scanner_namespace), *argv], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["ip", "netns", "exec", str(state.scanner_namespace), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def state_dir_of(state: control.LabState) -> Path:

@@ -90,15 +90,19 @@ def test_teardown_removes_everything_even_after_a_crash(tmp_path: Path) -> None:
         control.down(state_b)
     assert not set(lab2.namespaces) & set(control.list_namespaces())
     assert not any(control.alive(p.pid) for p in lab2.processes)
-    assert "veth" not in subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
-                                        text=True, check=True).stdout
+    assert (
+        "veth"
+        not in subprocess.run(
+            ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+        ).stdout
+    )
 
 
 @needs_netns
 def test_a_second_up_replaces_the_first(tmp_path: Path) -> None:
     personas = _mini_persona_dir(tmp_path)
     first = control.up("netns", personas, state_dir=tmp_path)
-    second = control.up("netns", personas, state_dir=tmp_path)
+    control.up("netns", personas, state_dir=tmp_path)
     try:
         assert not set(first.namespaces) & set(control.list_namespaces())
         assert not any(control.alive(p.pid) for p in first.processes)
@@ -113,7 +117,7 @@ def test_loopback_mode_serves_on_127_77(tmp_path: Path) -> None:
         p = lab.processes[0]
         assert p.ip.startswith("127.77.0.") and p.namespace is None and p.mac is None
         port = 80 + lab.port_offset
-        with urllib.request.urlopen(f"http://{p.ip}:{port}/", timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(f"http://{p.ip}:{port}/", timeout=5) as resp:
             assert resp.status in (200, 301, 302)
     except urllib.error.HTTPError as exc:  # a 401 or a redirect target is still an answer
         assert exc.code in (301, 302, 401, 404)

@@ -26,8 +26,22 @@ def scan_report(lab: control.LabState, tmp_path_factory: pytest.TempPathFactory)
     creds = out / "onvif-credentials"
     creds.write_text("admin:camscan-lab\n")  # the personas' ONVIF account (scanner/lab/persona.py default)
     proc = in_scanner(
-        lab, sys.executable, "-m", "scanner", "scan", "10.77.0.0/24", "--interface", "lab0", "--credentials",
-        str(creds), "--json", str(out / "r.json"), "--html", str(out / "r.html"), "--csv", str(out / "r.csv"),
+        lab,
+        sys.executable,
+        "-m",
+        "scanner",
+        "scan",
+        "10.77.0.0/24",
+        "--interface",
+        "lab0",
+        "--credentials",
+        str(creds),
+        "--json",
+        str(out / "r.json"),
+        "--html",
+        str(out / "r.html"),
+        "--csv",
+        str(out / "r.csv"),
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -110,8 +124,12 @@ def test_hostile_persona_injects_nothing(scan_report: dict) -> None:  # type: ig
 def _unicast_in(ns: str) -> int:
     import subprocess
 
-    snmp = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
+    snmp = subprocess.run(
+        ["ip", "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     values: dict[str, int] = {}
     for head, vals in zip(snmp[::2], snmp[1::2], strict=False):
         names, nums = head.split()[1:], vals.split()[1:]
@@ -124,8 +142,19 @@ def test_a_device_outside_the_scope_is_never_contacted(lab: control.LabState, tm
     inside = next(p for p in lab.processes if p.ip == "10.77.0.11")
     outside = [p for p in lab.processes if p.ip != inside.ip]
     before = {p.id: _unicast_in(str(p.namespace)) for p in outside}
-    proc = in_scanner(lab, sys.executable, "-m", "scanner", "scan", "10.77.0.10-10.77.0.11", "--interface", "lab0",
-                      "--json", str(tmp_path / "r.json"), timeout=120)
+    proc = in_scanner(
+        lab,
+        sys.executable,
+        "-m",
+        "scanner",
+        "scan",
+        "10.77.0.10-10.77.0.11",
+        "--interface",
+        "lab0",
+        "--json",
+        str(tmp_path / "r.json"),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p.id: _unicast_in(str(p.namespace)) for p in outside}
     assert before == after  # not one unicast IP packet reached a device outside the scope

@@ -39,8 +39,10 @@ def test_sadp_ignores_probes_garbage_and_bombs() -> None:
     assert sadp.parse_probe_match(b"\x00\xff garbage", "x") == []
     assert sadp.parse_probe_match(SADP_REPLY[:120], "x") == []
     assert sadp.parse_probe_match(b"<ProbeMatch>" + b"<A>x</A>" * 5000 + b"</ProbeMatch>", "x") == []
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
-            b"<ProbeMatch><DeviceDescription>&b;</DeviceDescription></ProbeMatch>")
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        b"<ProbeMatch><DeviceDescription>&b;</DeviceDescription></ProbeMatch>"
+    )
     assert sadp.parse_probe_match(bomb, "x") == []
 
 
@@ -51,10 +53,23 @@ def _dhip(doc: object) -> bytes:
 
 
 def test_dhip_reply() -> None:
-    reply = _dhip({"mac": "4c:11:bf:c2:0b:21", "method": "client.notifyDevInfo", "params": {"deviceInfo": {
-        "DeviceClass": "IPC", "DeviceType": "IPC-HDW2441TM-S", "SerialNo": "7H0ABCD1234567", "Vendor": "Dahua",
-        "Version": "2.800.0000000.25.R, Build Date 2021-06-10", "HttpPort": 80,
-        "IPv4Address": {"IPAddress": "10.77.0.21"}}}})
+    reply = _dhip(
+        {
+            "mac": "4c:11:bf:c2:0b:21",
+            "method": "client.notifyDevInfo",
+            "params": {
+                "deviceInfo": {
+                    "DeviceClass": "IPC",
+                    "DeviceType": "IPC-HDW2441TM-S",
+                    "SerialNo": "7H0ABCD1234567",
+                    "Vendor": "Dahua",
+                    "Version": "2.800.0000000.25.R, Build Date 2021-06-10",
+                    "HttpPort": 80,
+                    "IPv4Address": {"IPAddress": "10.77.0.21"},
+                }
+            },
+        }
+    )
     ev = keys(dhip.parse_reply(reply, "10.77.0.21"))
     assert ev["dhip.device_type"] == "IPC-HDW2441TM-S" and ev["dhip.serial_no"] == "7H0ABCD1234567"
     assert ev["dhip.http_port"] == "80" and ev["mac"] == "4c:11:bf:c2:0b:21"
@@ -82,12 +97,16 @@ def test_proc_net_arp() -> None:
 
 def test_merge_joins_by_address_then_mac() -> None:
     e = lambda k, v: Evidence(key=k, value=v)  # noqa: E731
-    hosts = merge([
-        Observation("10.0.0.5", [e("http.server", "App-webs/")]),
-        Observation("10.0.0.5", [e("mac", "44:19:b6:00:00:01"), e("http.server", "App-webs/")], "44:19:b6:00:00:01"),
-        Observation("10.0.0.9", [e("sadp.device_description", "DS-2CD2143G0-I")], "44:19:b6:00:00:01"),
-        Observation("10.0.0.7", [e("port.open", "80/tcp")]),
-    ])
+    hosts = merge(
+        [
+            Observation("10.0.0.5", [e("http.server", "App-webs/")]),
+            Observation(
+                "10.0.0.5", [e("mac", "44:19:b6:00:00:01"), e("http.server", "App-webs/")], "44:19:b6:00:00:01"
+            ),
+            Observation("10.0.0.9", [e("sadp.device_description", "DS-2CD2143G0-I")], "44:19:b6:00:00:01"),
+            Observation("10.0.0.7", [e("port.open", "80/tcp")]),
+        ]
+    )
     assert [h.ip for h in hosts] == ["10.0.0.5", "10.0.0.7"]
     assert hosts[0].other_ips == ["10.0.0.9"] and hosts[0].mac == "44:19:b6:00:00:01"
     assert [x.key for x in hosts[0].evidence] == ["http.server", "mac", "sadp.device_description"]

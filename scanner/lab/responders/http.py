@@ -17,15 +17,23 @@ from email.utils import formatdate
 from scanner.lab.persona import HttpAuth, HttpRoute, HttpService
 from scanner.lab.responders.base import MAX_REQUEST, Context, Request, Response
 
-REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 401: "Unauthorized", 404: "Not Found",
-           400: "Bad Request", 405: "Method Not Allowed", 500: "Internal Server Error"}
+REASONS = {
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    401: "Unauthorized",
+    404: "Not Found",
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
 MAX_HEADER = 16384
 
 
 async def read_request(reader: asyncio.StreamReader, peer: tuple[str, int]) -> Request | None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         return None
     if len(head) > MAX_HEADER:
         return None
@@ -44,7 +52,7 @@ async def read_request(reader: asyncio.StreamReader, peer: tuple[str, int]) -> R
     if length.isdigit() and 0 < int(length) <= MAX_REQUEST:
         try:
             body = await asyncio.wait_for(reader.readexactly(int(length)), timeout=10)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return None
     path, _, query = target.partition("?")
     return Request(method, path, query, version, headers, body, peer)
@@ -73,14 +81,14 @@ def authorised(auth: HttpAuth, credentials: tuple[str, str], req: Request) -> bo
             fields[k] = v.strip('"')
         if fields.get("username") != user:
             return False
-        ha1 = hashlib.md5(f"{user}:{fields.get('realm', '')}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
-        ha2 = hashlib.md5(f"{req.method}:{fields.get('uri', '')}".encode()).hexdigest()  # noqa: S324
+        ha1 = hashlib.md5(f"{user}:{fields.get('realm', '')}:{password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{req.method}:{fields.get('uri', '')}".encode()).hexdigest()
         if "qop" in fields:
-            expected = hashlib.md5(  # noqa: S324
+            expected = hashlib.md5(
                 f"{ha1}:{fields.get('nonce')}:{fields.get('nc')}:{fields.get('cnonce')}:{fields['qop']}:{ha2}".encode()
             ).hexdigest()
         else:
-            expected = hashlib.md5(f"{ha1}:{fields.get('nonce')}:{ha2}".encode()).hexdigest()  # noqa: S324
+            expected = hashlib.md5(f"{ha1}:{fields.get('nonce')}:{ha2}".encode()).hexdigest()
         return fields.get("response") == expected
     return False
 
@@ -113,12 +121,15 @@ async def answer(ctx: Context, svc: HttpService, req: Request) -> Response:
     route = svc.routes.get(req.path)
     if route is None:
         return route_response(svc, svc.not_found)
-    if (route.auth or route.status == 401) and svc.auth is not None:
-        if route.status == 401 or not authorised(svc.auth, ctx.persona.credentials, req):
-            unauthorised = route if route.status == 401 else HttpRoute(status=401, body="Unauthorized")
-            resp = route_response(svc, unauthorised)
-            resp.headers.insert(0, ("WWW-Authenticate", _challenge(svc.auth)))
-            return resp
+    if (
+        (route.auth or route.status == 401)
+        and svc.auth is not None
+        and (route.status == 401 or not authorised(svc.auth, ctx.persona.credentials, req))
+    ):
+        unauthorised = route if route.status == 401 else HttpRoute(status=401, body="Unauthorized")
+        resp = route_response(svc, unauthorised)
+        resp.headers.insert(0, ("WWW-Authenticate", _challenge(svc.auth)))
+        return resp
     return route_response(svc, route)
 
 
@@ -154,7 +165,7 @@ async def serve(ctx: Context, svc: HttpService) -> asyncio.Server:
             else:
                 writer.write(data)
                 await writer.drain()
-        except (ConnectionError, ssl.SSLError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()

@@ -15,7 +15,7 @@ async def serve(ctx: Context, svc: TcpBanner) -> asyncio.Server:
                 writer.write(svc.banner.encode("utf-8") + b"\r\n")
                 await writer.drain()
             await asyncio.wait_for(reader.read(4096), timeout=5)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
