@@ -53,6 +53,17 @@ def evidence(key: str, value: str, source: str) -> Evidence:
     return Evidence(key=key, value=cap_value(key, value), source=source)
 
 
+def unique_evidence(items: list[Evidence]) -> list[Evidence]:
+    """The items in order, each (key, value) once."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for e in items:
+        if (e.key, e.value) not in seen:
+            seen.add((e.key, e.value))
+            out.append(e)
+    return out
+
+
 def multicast_sender(ctx: ScanContext, port: int = 0) -> socket.socket:
     """A UDP socket for multicast discovery on the scan interface only: bound to its address, with
     IP_MULTICAST_IF set to it and TTL 1 (the datagrams never leave the segment)."""

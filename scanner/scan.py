@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext
+from scanner.netctx import Observation, ScanContext, unique_evidence
 from scanner.report.build import Host
 
 ALL_METHODS = ("arp", "wsd", "mdns", "ssdp", "sadp", "dhip", "ports", "http", "tls", "rtsp", "onvif", "banners")
@@ -106,16 +106,6 @@ async def probe_host(ctx: ScanContext, ip: str, open_ports: set[int], methods: s
     return out
 
 
-def _unique(items: list[Evidence]) -> list[Evidence]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for e in items:
-        if (e.key, e.value) not in seen:
-            seen.add((e.key, e.value))
-            out.append(e)
-    return out
-
-
 def merge(observations: Iterable[Observation]) -> list[Host]:
     """One Host per device: observations joined by address, then addresses joined by MAC."""
     by_ip: dict[str, Host] = {}
@@ -128,10 +118,10 @@ def merge(observations: Iterable[Observation]) -> list[Host]:
     merged: list[Host] = []
     for ip in sorted(by_ip, key=lambda a: ipaddress.ip_address(a)):
         host = by_ip[ip]
-        host.evidence = _unique(host.evidence)
+        host.evidence = unique_evidence(host.evidence)
         if host.mac and host.mac in by_mac:  # the same device on a second address
             first = by_mac[host.mac]
-            first.evidence = _unique(first.evidence + host.evidence)
+            first.evidence = unique_evidence(first.evidence + host.evidence)
             first.other_ips.append(ip)
             continue
         if host.mac:

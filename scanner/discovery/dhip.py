@@ -52,15 +52,6 @@ def parse_reply(data: bytes, source_ip: str = "") -> list[Evidence]:
 
 
 async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
-    observations = await udp_discovery(
-        ctx,
-        name="DHIP",
-        port=PORT,
-        group=GROUP,
-        probe=build_probe,
-        parse=parse_reply,
-        unicast=unicast,
+    return await udp_discovery(
+        ctx, name="DHIP", port=PORT, group=GROUP, probe=build_probe, parse=parse_reply, unicast=unicast
     )
-    for obs in observations:
-        obs.mac = next((e.value for e in obs.evidence if e.key == "mac"), None)
-    return observations

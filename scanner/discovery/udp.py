@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, multicast_sender, unicast_sender
+from scanner.netctx import Observation, ScanContext, multicast_sender, unicast_sender, unique_evidence
 
 MAX_DATAGRAM = 65535
 
@@ -73,11 +73,6 @@ async def udp_discovery(
     if dropped:
         ctx.log.info("%s: %d answers from outside the scope dropped", name, dropped)
     for obs in found.values():  # the same answer twice (two probes) is one piece of evidence
-        seen: set[tuple[str, str]] = set()
-        unique = []
-        for e in obs.evidence:
-            if (e.key, e.value) not in seen:
-                seen.add((e.key, e.value))
-                unique.append(e)
-        obs.evidence = unique
+        obs.evidence = unique_evidence(obs.evidence)
+        obs.mac = obs.mac or next((e.value for e in obs.evidence if e.key == "mac"), None)
     return list(found.values())

@@ -200,25 +200,10 @@ class Engine:
                     )
                 )
                 break
-        if key != "model":
+        if key != "model":  # a model a rule extracted is also matched against the model-number schemes
             for model in {h.model for h in hits if h.model}:
-                hits.extend(
-                    Hit(
-                        rule=h.rule,
-                        family=h.family,
-                        key=key,
-                        value=value,
-                        manufacturer=h.manufacturer,
-                        brand=h.brand,
-                        candidates=h.candidates,
-                        device_type=h.device_type,
-                        model=h.model or model,
-                        firmware=h.firmware,
-                        confidence=h.confidence,
-                        source=h.source,
-                    )
-                    for h in self.match("model", model)
-                )
+                derived = self.match("model", model)
+                hits.extend(replace(h, key=key, value=value, model=h.model or model) for h in derived)
         return hits
 
     def _match_mac(self, value: str) -> Hit | None:

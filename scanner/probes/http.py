@@ -27,7 +27,7 @@ import mmh3
 
 from scanner import __version__
 from scanner.model import Evidence
-from scanner.netctx import ScanContext, evidence
+from scanner.netctx import ScanContext, evidence, unique_evidence
 
 SOURCE = "http"
 USER_AGENT = f"camscan/{__version__}"
@@ -395,16 +395,6 @@ async def fetch(
     return parse_response(raw, max_body=max_body)
 
 
-def _unique(items: list[Evidence]) -> list[Evidence]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for e in items:
-        if (e.key, e.value) not in seen:
-            seen.add((e.key, e.value))
-            out.append(e)
-    return out
-
-
 async def probe(ctx: ScanContext, ip: str, port: int, tls: bool = False) -> list[Evidence]:
     """GET / (following one same-host redirect), then /favicon.ico; Evidence from all of them. Never raises."""
     if not ctx.allowed(ip):
@@ -438,4 +428,4 @@ async def probe(ctx: ScanContext, ip: str, port: int, tls: bool = False) -> list
             out += favicon_evidence(icon)
     except Exception as exc:  # a probe never raises; partial results are kept
         ctx.errors.append(f"http {ip}:{port}: {exc.__class__.__name__}")
-    return _unique(out)
+    return unique_evidence(out)
