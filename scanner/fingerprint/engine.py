@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from scanner.fingerprint.oui import normalise_mac
@@ -54,6 +55,9 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+_LOGIT: dict[float, float] = {}
+
+
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -78,6 +82,11 @@ class Hit:
     confidence: float
     source: str
 
+    @property
+    def weight(self) -> float:
+        """The rule's log-odds (cached per confidence: hits are cached per value, so this is cheap)."""
+        return _LOGIT.get(self.confidence) or _LOGIT.setdefault(self.confidence, logit(self.confidence))
+
     def to_rule_hit(self, value_cap: int = 512) -> RuleHit:
         value = self.value if len(self.value) <= value_cap else self.value[:value_cap] + "…"
         return RuleHit(
@@ -95,6 +104,14 @@ class Hit:
         )
 
 
+class Rival(NamedTuple):
+    """A maker some evidence pointed at but that lost (becomes a model.Conflict in a report)."""
+
+    manufacturer: str
+    confidence: float
+    rules: list[str]
+
+
 @dataclass(slots=True)
 class Result:
     """The engine's conclusion for one host (turned into an Identity, or a `camscan identify` line)."""
@@ -106,8 +123,8 @@ class Result:
     device_type: str | None
     confidence: float
     hits: list[Hit]
-    conflicts: list[Conflict]
-    relabel: Relabel | None
+    conflicts: list[Rival]
+    relabel: OemLink | None  # the link between brand and maker, when the label is not the maker
 
     @property
     def matched(self) -> list[str]:
@@ -136,8 +153,21 @@ class Result:
             confidence=round(self.confidence, 3),
             matched=self.matched,
             reasons=[h.to_rule_hit() for h in self.hits],
-            conflicts=self.conflicts,
-            relabel=self.relabel,
+            conflicts=[Conflict(manufacturer=m, confidence=c, rules=r) for m, c, r in self.conflicts],
+            relabel=self._relabel(),
+        )
+
+    def _relabel(self) -> Relabel | None:
+        if not (self.manufacturer and self.brand and self.brand != self.manufacturer):
+            return None
+        link = self.relabel
+        return Relabel(
+            brand=self.brand,
+            manufacturer=self.manufacturer,
+            relationship=link.relationship if link else "unknown",  # type: ignore[arg-type]
+            valid_from=link.valid_from if link else None,
+            valid_until=link.valid_until if link else None,
+            source=link.source if link else None,
         )
 
 
@@ -150,6 +180,7 @@ class Engine:
         self._owner: dict[str, OemLink] = {}
         self._links: dict[tuple[str, str], OemLink] = {}
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
+        self._agree: dict[tuple[str, str], bool] = {}  # (name, maker) -> agree by the data alone
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
             if link.relationship == "owned":
@@ -268,7 +299,7 @@ class Engine:
             fam[family] = max(fam.get(family, lg), lg)
 
         for h in hits:
-            lg = logit(h.confidence)
+            lg = h.weight
             if h.manufacturer:
                 vote(support, h.manufacturer, h.family, lg)
             if h.brand:
@@ -285,25 +316,18 @@ class Engine:
 
         manufacturer: str | None = None
         confidence = 0.0
-        conflicts: list[Conflict] = []
+        conflicts: list[Rival] = []
         if winner is not None:
             rivals = {m: s for m, s in maker_score.items() if m != winner and not self._consistent(m, winner)}
             best_rival = max(rivals.values(), default=0.0)
             confidence = sigmoid(maker_score[winner] - max(best_rival, 0.0))
-            for m, s in sorted(rivals.items(), key=lambda kv: -kv[1]):
-                conflicts.append(
-                    Conflict(
-                        manufacturer=m,
-                        confidence=round(sigmoid(s), 3),
-                        rules=sorted(
-                            {
-                                h.rule
-                                for h in hits
-                                if m in (h.manufacturer, h.brand) or (h.brand and self.label_maker(h.brand) == m)
-                            }
-                        ),
-                    )
-                )
+            for m, score in sorted(rivals.items(), key=lambda kv: -kv[1]):
+                rules = {
+                    h.rule
+                    for h in hits
+                    if m in (h.manufacturer, h.brand) or (h.brand and self.label_maker(h.brand) == m)
+                }
+                conflicts.append(Rival(m, round(sigmoid(score), 3), sorted(rules)))
             if confidence >= MIN_CONFIDENCE:
                 manufacturer = winner
             else:
@@ -318,15 +342,7 @@ class Engine:
             brand_out = max(pool, key=lambda b: (label_score[b], b)) if pool else manufacturer
         relabel = None
         if manufacturer and brand_out and brand_out != manufacturer:
-            link = self.related(brand_out, manufacturer)
-            relabel = Relabel(
-                brand=brand_out,
-                manufacturer=manufacturer,
-                relationship=link.relationship if link else "unknown",  # type: ignore[arg-type]
-                valid_from=link.valid_from if link else None,
-                valid_until=link.valid_until if link else None,
-                source=link.source if link else None,
-            )
+            relabel = self.related(brand_out, manufacturer)
 
         device_type = None
         if types:
@@ -355,12 +371,11 @@ class Engine:
     def _consistent(self, name: str, maker: str) -> bool:
         """Whether a maker or brand name agrees with `maker`: the same, owned by it, an OEM relationship, or
         named together with it by one rule on this host (a rule that knows the brand's firmware family)."""
-        return (
-            name == maker
-            or self.label_maker(name) == maker
-            or self.related(name, maker) is not None
-            or (name, maker) in self._pairs
-        )
+        known = self._agree.get((name, maker))
+        if known is None:
+            known = name == maker or self.label_maker(name) == maker or self.related(name, maker) is not None
+            self._agree[(name, maker)] = known
+        return known or (name, maker) in self._pairs
 
     def _normalise(self, h: Hit) -> Hit:
         link = self._owner.get(h.manufacturer) if h.manufacturer else None
