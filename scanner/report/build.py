@@ -93,7 +93,7 @@ def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
     for pack in packs:
         device.findings.extend(pack.findings(device))
         device.notes.extend(pack.notes(device))
-    device.findings.sort(key=lambda f: (SEVERITY_ORDER[f.severity.value], f.policy, f.rule))
+    device.findings.sort(key=lambda f: (f.kind != "regime", SEVERITY_ORDER[f.severity.value], f.policy, f.rule))
     device.notes.extend(oem_notes(device, engine))
     return device
 
@@ -181,7 +181,10 @@ def build_report(
     started = started_at or datetime.now(UTC)
     devices = sort_devices([build_device(h, engine, packs) for h in hosts])
     finished = datetime.now(UTC)
-    disclaimers = [p.disclaimer for p in packs if p.kind == "regime"]
+    base = "Informational; not legal advice."
+    lines = [base] + [
+        f"{p.id}: {p.disclaimer.removeprefix(base).strip()}" for p in packs if p.disclaimer.removeprefix(base).strip()
+    ]
     meta = ScanMetadata(
         version=__version__,
         report_id=str(uuid.uuid4()),
@@ -196,7 +199,7 @@ def build_report(
         packs=[p.ref for p in packs],
         inputs=inputs or [],
         fingerprints_sha256=fingerprints_sha256,
-        disclaimer=" ".join(dict.fromkeys(["Informational; not legal advice.", *disclaimers])),
+        disclaimer="\n".join(lines),
     )
     return ScanReport(
         scan=meta,
