@@ -377,6 +377,77 @@ def report(
 
 
 @app.command()
+def pcap(
+    captures: Annotated[
+        list[Path],
+        typer.Argument(help="Capture files (pcap or pcapng, from tcpdump, Wireshark, a mirror port).", dir_okay=False),
+    ],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV (one row per device) here.")] = None,  # noqa: UP045
+    policy: PolicyIds = None,
+    policy_dir: PolicyDir = None,
+    rules_dir: RulesDir = None,
+    site: Annotated[Optional[str], typer.Option(help="Site name for the report header.")] = None,  # noqa: UP045
+    operator: Annotated[Optional[str], typer.Option(help="Who ran the audit.")] = None,  # noqa: UP045
+    authorisation: Annotated[Optional[str], typer.Option(help="Authorisation reference for the audit.")] = None,  # noqa: UP045
+) -> None:
+    """Passive audit: find and identify the cameras in packet captures, sending nothing, and write the report.
+
+    camscan pcap mirror-port.pcapng --site "Town Hall" --json report.json --html report.html
+
+    Reads ARP, DHCP, mDNS, WS-Discovery, SSDP, SADP and DHIP messages, HTTP and RTSP answers, TLS certificates
+    sent in clear and service banners. The report lists each capture with its SHA-256 and time span, and what
+    could not be decoded. A capture that cannot be read at all is an error (exit 2) naming the byte offset.
+    """
+    from datetime import UTC, datetime
+
+    from scanner._data import data_dir
+    from scanner.passive.pcap import CaptureError, analyse_captures
+    from scanner.report.build import build_report, file_ref, fingerprints_digest
+
+    for path in captures:
+        if not path.is_file():
+            err.print(Text(f"error: {path}: no such file"))
+            raise typer.Exit(2)
+    engine = _engine(rules_dir)
+    packs = _packs(engine, policy, policy_dir)
+    started = datetime.now(UTC)
+    try:
+        result = analyse_captures(captures)
+    except CaptureError as exc:
+        err.print(Text(f"error: {exc}"))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(Text(f"error: cannot read a capture: {exc}"))
+        raise typer.Exit(2) from None
+    rep = build_report(
+        result.hosts,
+        engine,
+        packs,
+        started_at=started,
+        methods=["passive-pcap"],
+        operator=operator,
+        site=site,
+        authorisation=authorisation,
+        inputs=[file_ref(path, "pcap") for path in captures],
+        errors=result.errors,
+        limitations=[
+            "Passive audit of packet captures: camscan sent no packet; a device that said nothing while the capture "
+            "ran is not in this report.",
+            *result.limitations,
+        ],
+        fingerprints_sha256=fingerprints_digest(data_dir("fingerprints")),
+    )
+    packets = sum(f.packets for f in result.files)
+    err.print(Text(f"{packets} packets read from {len(result.files)} capture(s)"))
+    for line in result.errors:
+        err.print(Text(f"warning: {line}"))
+    print_summary(rep)
+    _write_outputs(rep, json_out, html_out, csv_out)
+
+
+@app.command()
 def verify(
     report_file: Annotated[Path, typer.Argument(help="A camscan report JSON.", exists=True, dir_okay=False)],
 ) -> None:

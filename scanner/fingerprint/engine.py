@@ -346,9 +346,11 @@ class Engine:
 
         device_type = None
         if types:
+            # A type needs positive support: a hint of confidence 0.5 (RTSP port open) alone says nothing.
             type_score = {t: sum(f.values()) for t, f in types.items()}
-            device_type = max(type_score, key=lambda t: (type_score[t], _TYPE_ORDER.get(t, 9)))
-        elif manufacturer:
+            best = max(type_score, key=lambda t: (type_score[t], -_TYPE_ORDER.get(t, 9)))
+            device_type = best if type_score[best] > 0 else None
+        if device_type is None and manufacturer:
             # No evidence of the type: a maker that sells mainly cameras -> camera; a non-camera maker ->
             # other; a maker of many kinds of product (TP-Link, Huawei) -> unknown.
             kind = self.ruleset.makers[manufacturer].kind
@@ -398,4 +400,6 @@ class Engine:
         return chosen
 
 
-_TYPE_ORDER = {"recorder": 0, "intercom": 1, "access_control": 2, "encoder": 3, "camera": 4, "other": 5}
+# On equal support the more specific type wins, and "other" before "camera" (never call a host a camera
+# on a tie).
+_TYPE_ORDER = {"recorder": 0, "intercom": 1, "access_control": 2, "encoder": 3, "other": 4, "camera": 5}
