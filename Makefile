@@ -19,8 +19,10 @@ test: $(STAMP)
 	bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
+# bench_scan builds network namespaces: it needs root (without it, it says so and is skipped).
 bench: $(STAMP)
 	$(PY) benchmarks/bench_identify.py
+	$(PY) benchmarks/bench_scan.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scanner tests benchmarks
