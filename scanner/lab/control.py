@@ -33,6 +33,7 @@ SUBNET = "10.77.0.0/24"
 SCANNER_IP = "10.77.0.2"
 SCANNER_MAC = "02:ca:35:ca:00:02"  # locally administered: no maker owns it
 READY_TIMEOUT = 30.0
+STALE_AFTER = 60.0  # a lab with no persona process, older than this, is a crashed one
 
 
 class LabError(RuntimeError):
@@ -164,6 +165,14 @@ def _lab_groups() -> dict[str, list[str]]:
     return groups
 
 
+def _age(lab_id: str) -> float:
+    """Seconds since a lab was made: its id starts with its creation time (hex seconds)."""
+    try:
+        return time.time() - int(lab_id[:8], 16)
+    except ValueError:
+        return float("inf")
+
+
 def remove_stale(keep: str | None = None, everything: bool = False) -> list[str]:
     """Delete namespaces of labs with no live persona process (all camscan labs if `everything`)."""
     removed: list[str] = []
@@ -172,6 +181,8 @@ def remove_stale(keep: str | None = None, everything: bool = False) -> list[str]
             continue
         pids = [p for ns in namespaces for p in namespace_pids(ns)]
         if pids and not everything:
+            continue
+        if not everything and _age(lab_id) < STALE_AFTER:  # maybe a lab that is being built right now
             continue
         _stop_processes(pids)
         for ns in namespaces:
@@ -221,7 +232,7 @@ def up(
         raise LabError("netns mode needs the `ip` command (Debian: apt-get install iproute2)")
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     down(state_dir)
-    lab_id = f"{os.getpid()}{os.urandom(2).hex()}"  # unique per lab, even several in one process
+    lab_id = f"{int(time.time()):08x}{os.urandom(2).hex()}"  # creation time + random: unique, and it dates the lab
     state = LabState(
         lab_id=lab_id, mode=mode, created_at=time.time(), state_dir=str(state_dir), personas_dir=str(personas_dir)
     )

@@ -24,8 +24,8 @@ ordinary packet costs no Python object beyond its record header. Only what matte
 Evidence is about the packet's source only (an HTTP answer speaks for the server, never for the client). TCP
 reassembly is minimal: per flow, the server's bytes in sequence up to a cap (FLOW_CAP), at most MAX_FLOWS
 flows at once (the oldest is parsed early and dropped when more arrive), so memory stays flat whatever the
-size of the capture. Hosts are kept only for private, link-local and shared (RFC 6598) addresses: the devices
-of the audited LAN, not the internet servers its workstations talk to.
+size of the capture. Hosts are kept only for private, loopback, link-local and shared (RFC 6598) addresses: the
+devices of the audited LAN, not the internet servers its workstations talk to.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ MAX_PENDING = 4096  # request paths and SYN-ACKs waiting for their flow
 MAX_FRAGMENT_SETS = 256  # IPv4 datagrams being reassembled at once
 MAX_DATAGRAM = 65535
 MAX_PORTS_PER_HOST = 64
+PROXY_ARP = 8  # a MAC claiming more addresses than this in ARP is a router or a proxy, not one device
 SEEN_CAP = 1 << 16  # payload digests remembered to skip repeated announcements
 MAX_MESSAGES = 8  # HTTP/RTSP answers parsed per flow
 EXAMPLES = 5  # offsets quoted per kind of problem
@@ -333,7 +334,7 @@ def _read_pcapng(name: str, st: _Stream, sink: Sink, stats: FileStats) -> None:
                 else:
                     if not sections:
                         raise CaptureError(name, st.base + pos + 8, "pcapng section header with a bad byte-order magic")
-                    data, pos, n = _resync_pcapng(st, pos, stats, head)
+                    data, pos, n = _resync_pcapng(st, pos, stats, endian)
                     if pos < 0:
                         break
                     continue
@@ -344,7 +345,7 @@ def _read_pcapng(name: str, st: _Stream, sink: Sink, stats: FileStats) -> None:
             if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                 if not sections:
                     raise CaptureError(name, st.base + pos, f"pcapng block length {blen} is impossible")
-                data, pos, n = _resync_pcapng(st, pos, stats, head)
+                data, pos, n = _resync_pcapng(st, pos, stats, endian)
                 if pos < 0:
                     break
                 continue
@@ -360,7 +361,7 @@ def _read_pcapng(name: str, st: _Stream, sink: Sink, stats: FileStats) -> None:
             if u32(data, end - 4)[0] != blen:
                 if not sections:
                     raise CaptureError(name, st.base + pos, "pcapng section header: trailing length differs")
-                data, pos, n = _resync_pcapng(st, pos, stats, head)
+                data, pos, n = _resync_pcapng(st, pos, stats, endian)
                 if pos < 0:
                     break
                 continue
@@ -432,18 +433,18 @@ def _read_pcapng(name: str, st: _Stream, sink: Sink, stats: FileStats) -> None:
         _span(stats, first, last)
 
 
-def _resync_pcapng(
-    st: _Stream, pos: int, stats: FileStats, head: Callable[[bytes, int], tuple[int, ...]]
-) -> tuple[bytes, int, int]:
+def _resync_pcapng(st: _Stream, pos: int, stats: FileStats, endian: str) -> tuple[bytes, int, int]:
     """Skip a corrupt block: the next 4-aligned offset holding a known block type whose leading and trailing
     lengths agree. (data, pos, n), pos = -1 when none is found within RESYNC_WINDOW."""
     stats.corrupt_at.append(st.base + pos)
     data, pos, n = st.refill(pos, RESYNC_WINDOW + MAX_BLOCK)
+    head = struct.Struct(endian + "II").unpack_from
+    tail = struct.Struct(endian + "I").unpack_from
     for q in range(4, min(n - 12, RESYNC_WINDOW), 4):
         btype, blen = head(data, q)
         if btype not in (EPB, SPB, IDB, SHB, PB) or blen < 12 or blen & 3 or blen > MAX_BLOCK or q + blen > n:
             continue
-        if head(data, q + blen - 4)[0] == blen:
+        if tail(data, q + blen - 4)[0] == blen:
             stats.skipped_bytes += q
             return data, q, n
     stats.unreadable_tail_at = st.base
@@ -638,9 +639,9 @@ def _private(ip: str) -> bool:
         addr = ipaddress.IPv4Address(ip)
     except ValueError:
         return False
-    if addr.is_multicast or addr.is_unspecified or addr.is_loopback or ip == "255.255.255.255":
+    if addr.is_multicast or addr.is_unspecified or ip == "255.255.255.255":
         return False
-    return addr.is_private or addr.is_link_local or addr in SHARED_SPACE
+    return addr.is_private or addr.is_link_local or addr in SHARED_SPACE  # is_private covers loopback
 
 
 class Analyzer:
@@ -650,8 +651,9 @@ class Analyzer:
     def __init__(self) -> None:
         self.evidence: dict[str, dict[tuple[str, str], Evidence]] = {}
         self.per_key: dict[tuple[str, str], int] = {}
-        self.arp: dict[str, str] = {}  # ip -> mac (the first one claimed)
+        self.arp: dict[str, tuple[str, float]] = {}  # ip -> (the first mac claimed, when)
         self.arp_conflicts: set[str] = set()
+        self.proxies: set[str] = set()
         self.mac_ips: dict[str, set[str]] = {}
         self.dhcp: dict[str, list[Evidence]] = {}  # client mac -> its Evidence
         self.dhcp_ip: dict[str, str] = {}  # client mac -> its address (ACK, ciaddr, requested)
@@ -866,12 +868,13 @@ class Analyzer:
         ip, mac = pair
         known = self.arp.get(ip)
         if known is None:
-            self.arp[ip] = mac
+            if len(self.arp) >= MAX_HOSTS:
+                return
+            self.arp[ip] = (mac, ts)
             ips = self.mac_ips.setdefault(mac, set())
             if len(ips) < 64:
                 ips.add(ip)
-            self.add(ip, [evidence("mac", mac, "arp")], ts, "arp")
-        elif known != mac:
+        elif known[0] != mac:
             self.arp_conflicts.add(ip)
 
     def _udp(self, src: str, sport: int, dport: int, payload: bytes, ts: float) -> None:
@@ -1034,19 +1037,23 @@ class Analyzer:
 
         for key in list(self.flows):
             self._close(key)
-        proxies = {mac for mac, ips in self.mac_ips.items() if len(ips) > 8}  # proxy ARP or a router: not one host
-        macs = {ip: mac for ip, mac in self.arp.items() if mac not in proxies and ip not in self.arp_conflicts}
+        self.proxies = {mac for mac, ips in self.mac_ips.items() if len(ips) > PROXY_ARP}
+        macs: dict[str, str] = {}
+        for ip, (mac, ts) in self.arp.items():
+            if mac not in self.proxies and ip not in self.arp_conflicts:
+                macs[ip] = mac
+                self.add(ip, [evidence("mac", mac, "arp")], ts, "arp")
         orphans: list[Host] = []
-        for mac, items in self.dhcp.items():
-            ip = self.dhcp_ip.get(mac)
+        for client, items in self.dhcp.items():
+            assigned = self.dhcp_ip.get(client)
             found = list(items)
-            found.append(evidence("mac", mac, "dhcp"))
+            found.append(evidence("mac", client, "dhcp"))
             found[-1].source = "pcap:dhcp"
-            if ip and _private(ip):
-                self.add(ip, found, 0.0, "dhcp")
-                macs.setdefault(ip, mac)
+            if assigned and _private(assigned):
+                self.add(assigned, found, 0.0, "dhcp")
+                macs.setdefault(assigned, client)
             else:
-                orphans.append(Host(id=mac, mac=mac, evidence=found))
+                orphans.append(Host(id=client, mac=client, evidence=found))
         for ip, ports in self.open_ports.items():
             if ip in self.evidence:  # a SYN-ACK alone does not make a device (an internet server would)
                 ordered = sorted(ports, key=lambda s: int(s.split("/")[0]))
@@ -1078,6 +1085,11 @@ class Analyzer:
             out.append(f"more than {MAX_HOSTS} addresses: {self.dropped_hosts} messages about further ones dropped")
         if self.counts.get("fragments"):
             out.append(f"{self.counts['fragments']} fragmented datagrams could not be reassembled (too many at once)")
+        for mac in sorted(self.proxies):
+            out.append(
+                f"{mac} answered ARP for {len(self.mac_ips[mac])} addresses (proxy ARP or a router): those addresses "
+                "were not given its MAC"
+            )
         if self.arp_conflicts:
             out.append(f"{len(self.arp_conflicts)} addresses were claimed by more than one MAC in ARP; no MAC kept")
         for what, n in sorted(self.counts.items()):

@@ -396,13 +396,26 @@ async def fetch(
 
 
 async def probe(ctx: ScanContext, ip: str, port: int, tls: bool = False) -> list[Evidence]:
-    """GET / (following one same-host redirect), then /favicon.ico; Evidence from all of them. Never raises."""
+    """GET / (following one same-host redirect) and /favicon.ico; Evidence from all of them. Never raises."""
     if not ctx.allowed(ip):
         return []
     deadline = time.monotonic() + DEADLINE_FACTOR * ctx.timeout
     out: list[Evidence] = []
     try:
-        root = await fetch(ctx, ip, port, "/", tls=tls, deadline=deadline)
+        # / and /favicon.ico at once: a slow device (or one that trickles) costs one wait, not two
+        root, icon = await asyncio.gather(
+            fetch(ctx, ip, port, "/", tls=tls, deadline=deadline),
+            fetch(
+                ctx,
+                ip,
+                port,
+                "/favicon.ico",
+                tls=tls,
+                deadline=deadline,
+                limit=MAX_HEAD + MAX_FAVICON,
+                max_body=MAX_FAVICON,
+            ),
+        )
         if root is None or root.status is None:
             return []
         out += response_evidence(root, root=True)
@@ -414,16 +427,6 @@ async def probe(ctx: ScanContext, ip: str, port: int, tls: bool = False) -> list
                 followed = await fetch(ctx, ip, t_port, t_path, tls=t_tls, deadline=deadline)
                 if followed is not None:
                     out += response_evidence(followed, root=False)
-        icon = await fetch(
-            ctx,
-            ip,
-            port,
-            "/favicon.ico",
-            tls=tls,
-            deadline=deadline,
-            limit=MAX_HEAD + MAX_FAVICON,
-            max_body=MAX_FAVICON,
-        )
         if icon is not None:
             out += favicon_evidence(icon)
     except Exception as exc:  # a probe never raises; partial results are kept

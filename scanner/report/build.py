@@ -86,6 +86,7 @@ def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
         id=host.id,
         ip=host.ip,
         mac=mac,
+        other_ips=list(host.other_ips),
         evidence=evidence,
         hostnames=list(dict.fromkeys(e.value for e in evidence if e.key == "hostname")),
         **identity.model_dump(),

@@ -70,7 +70,7 @@ def _mini_persona_dir(tmp: Path) -> Path:
 
 
 @needs_netns
-def test_teardown_removes_everything_even_after_a_crash(tmp_path: Path) -> None:
+def test_teardown_removes_everything_even_after_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     personas = _mini_persona_dir(tmp_path)
     state_a = tmp_path / "a"
     lab = control.up("netns", personas, state_dir=state_a)
@@ -83,12 +83,17 @@ def test_teardown_removes_everything_even_after_a_crash(tmp_path: Path) -> None:
     time.sleep(0.2)
     assert set(crashed) <= set(control.list_namespaces())
     state_b = tmp_path / "b"
-    lab2 = control.up("netns", personas, state_dir=state_b)  # the next start finds the stale lab and cleans it
+    young = control.up("netns", personas, state_dir=state_b)  # a crashed lab this young may be one being built
+    assert set(crashed) <= set(control.list_namespaces())
+    control.down(state_b)
+    monkeypatch.setattr(control, "STALE_AFTER", 0.0)  # ... but once it is old, the next start cleans it
+    lab2 = control.up("netns", personas, state_dir=state_b)
     try:
         assert not set(crashed) & set(control.list_namespaces())
     finally:
         control.down(state_b)
     assert not set(lab2.namespaces) & set(control.list_namespaces())
+    assert not set(young.namespaces) & set(control.list_namespaces())
     assert not any(control.alive(p.pid) for p in lab2.processes)
     assert (
         "veth"

@@ -155,7 +155,8 @@ async def serve(ctx: Context, svc: HttpService) -> asyncio.Server:
             if req is None:
                 return
             resp = await answer(ctx, svc, req)
-            data = serialise(wire_svc, resp, "HTTP/1.1", head_only=req.method == "HEAD")
+            version = "HTTP/1.0" if req.version == "HTTP/1.0" else "HTTP/1.1"  # as embedded servers do
+            data = serialise(wire_svc, resp, version, head_only=req.method == "HEAD")
             if trickle > 0:  # hostile: a few bytes at a time, so a scanner's timeouts are exercised
                 step = max(1, len(data) // 50)
                 for i in range(0, len(data), step):
