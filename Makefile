@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_identify.py
 	$(PY) benchmarks/bench_scan.py
+	$(PY) benchmarks/bench_pcap.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scanner tests benchmarks
