@@ -68,6 +68,14 @@ PolicyDir = Annotated[
 ]
 
 
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export (the auditor's copy) here.")]  # noqa: UP045
+HtmlOut = Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")]  # noqa: UP045
+CsvOut = Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV (one row per device) here.")]  # noqa: UP045
+Site = Annotated[Optional[str], typer.Option(help="Site name for the report header.")]  # noqa: UP045
+Operator = Annotated[Optional[str], typer.Option(help="Who ran the audit.")]  # noqa: UP045
+Authorisation = Annotated[Optional[str], typer.Option(help="Authorisation reference for the audit.")]  # noqa: UP045
+
+
 def _engine(rules_dir: list[Path] | None):  # type: ignore[no-untyped-def]
     from scanner.fingerprint.engine import Engine
     from scanner.fingerprint.rules import RuleError, load_ruleset
@@ -314,15 +322,15 @@ def report(
             dir_okay=False,
         ),
     ] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
-    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV (one row per device) here.")] = None,  # noqa: UP045
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+    csv_out: CsvOut = None,
     policy: PolicyIds = None,
     policy_dir: PolicyDir = None,
     rules_dir: RulesDir = None,
-    site: Annotated[Optional[str], typer.Option(help="Site name for the report header.")] = None,  # noqa: UP045
-    operator: Annotated[Optional[str], typer.Option(help="Who ran the audit.")] = None,  # noqa: UP045
-    authorisation: Annotated[Optional[str], typer.Option(help="Authorisation reference for the audit.")] = None,  # noqa: UP045
+    site: Site = None,
+    operator: Operator = None,
+    authorisation: Authorisation = None,
 ) -> None:
     """Assess hosts from Evidence (from any tool) and write the compliance report; or re-render a report.
 
@@ -382,15 +390,15 @@ def pcap(
         list[Path],
         typer.Argument(help="Capture files (pcap or pcapng, from tcpdump, Wireshark, a mirror port).", dir_okay=False),
     ],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
-    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV (one row per device) here.")] = None,  # noqa: UP045
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+    csv_out: CsvOut = None,
     policy: PolicyIds = None,
     policy_dir: PolicyDir = None,
     rules_dir: RulesDir = None,
-    site: Annotated[Optional[str], typer.Option(help="Site name for the report header.")] = None,  # noqa: UP045
-    operator: Annotated[Optional[str], typer.Option(help="Who ran the audit.")] = None,  # noqa: UP045
-    authorisation: Annotated[Optional[str], typer.Option(help="Authorisation reference for the audit.")] = None,  # noqa: UP045
+    site: Site = None,
+    operator: Operator = None,
+    authorisation: Authorisation = None,
 ) -> None:
     """Passive audit: find and identify the cameras in packet captures, sending nothing, and write the report.
 
@@ -564,12 +572,12 @@ def scan(
     policy: PolicyIds = None,
     policy_dir: PolicyDir = None,
     rules_dir: RulesDir = None,
-    site: Annotated[Optional[str], typer.Option(help="Site name for the report.")] = None,  # noqa: UP045
-    operator: Annotated[Optional[str], typer.Option(help="Who ran the scan.")] = None,  # noqa: UP045
-    authorisation: Annotated[Optional[str], typer.Option(help="Authorisation reference for the scan.")] = None,  # noqa: UP045
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON export here.")] = None,  # noqa: UP045
-    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")] = None,  # noqa: UP045
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the CSV here.")] = None,  # noqa: UP045
+    site: Site = None,
+    operator: Operator = None,
+    authorisation: Authorisation = None,
+    json_out: JsonOut = None,
+    html_out: HtmlOut = None,
+    csv_out: CsvOut = None,
     rate: Annotated[float, typer.Option(help="Packets per second, at most (all backends together).")] = 500.0,
     timeout: Annotated[float, typer.Option(help="Seconds per connection or request.")] = 2.0,
     listen: Annotated[float, typer.Option(help="Seconds multicast discovery listens for answers.")] = 1.5,
