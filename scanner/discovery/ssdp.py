@@ -27,7 +27,7 @@ from defusedxml.common import DefusedXmlException
 
 from scanner.discovery.udp import udp_discovery
 from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.netctx import Observation, ScanContext, evidence, unique_evidence
 
 GROUP, PORT = "239.255.255.250", 1900
 SOURCE = "ssdp"
@@ -263,14 +263,26 @@ async def fetch(ctx: ScanContext, host: str, port: int, path: str, tls: bool) ->
 
 async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
     locations: dict[str, list[str]] = {}
+    fetches: list[asyncio.Task[tuple[str, list[Evidence]]]] = []
+    loop = asyncio.get_running_loop()
+
+    async def describe(ip: str, location: str) -> tuple[str, list[Evidence]]:
+        target = fetchable(location, ip)
+        if target is None:
+            ctx.log.info("SSDP: %s gave LOCATION %r on another host; not fetched", ip, location[:200])
+            return ip, []
+        body = await fetch(ctx, *target)
+        return ip, parse_description(body) if body else []
 
     def parse(data: bytes, source_ip: str) -> list[Evidence]:
         items = parse_response(data, source_ip)
         location = parse_location(data) if items else None
-        if location:
+        if location and ctx.allowed(source_ip):
             known = locations.setdefault(source_ip, [])
             if location not in known and len(known) < MAX_LOCATIONS_PER_HOST:
                 known.append(location)
+                # fetch the description now, while the listening window is still open
+                fetches.append(loop.create_task(describe(source_ip, location)))
         return items
 
     def probe_for(st: str) -> Callable[[], bytes]:
@@ -286,23 +298,8 @@ async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
     for group in groups:
         for obs in group:
             by_ip.setdefault(obs.ip, Observation(obs.ip)).evidence.extend(obs.evidence)
-
-    async def describe(ip: str, location: str) -> tuple[str, list[Evidence]]:
-        target = fetchable(location, ip)
-        if target is None:
-            ctx.log.info("SSDP: %s gave LOCATION %r on another host; not fetched", ip, location[:200])
-            return ip, []
-        body = await fetch(ctx, *target)
-        return ip, parse_description(body) if body else []
-
-    fetched = await asyncio.gather(
-        *(describe(ip, loc) for ip, locs in locations.items() if ctx.allowed(ip) for loc in locs)
-    )
-    for ip, items in fetched:
+    for ip, items in await asyncio.gather(*fetches):
         by_ip.setdefault(ip, Observation(ip)).evidence.extend(items)
     for obs in by_ip.values():
-        unique: dict[tuple[str, str], Evidence] = {}
-        for e in obs.evidence:
-            unique.setdefault((e.key, e.value), e)
-        obs.evidence = list(unique.values())
+        obs.evidence = unique_evidence(obs.evidence)
     return [obs for obs in by_ip.values() if obs.evidence]
