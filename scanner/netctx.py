@@ -9,6 +9,7 @@ and returns what it has: the scan goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -77,6 +78,34 @@ def multicast_sender(ctx: ScanContext, port: int = 0) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
     sock.setblocking(False)
+    return sock
+
+
+IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux; not exported by Python 3.11
+
+
+def group_listener(ctx: ScanContext, group: str, port: int) -> socket.socket:
+    """A socket that hears a multicast group on the scan interface only (devices that answer, or announce,
+    to the group rather than to the asker: older Hikvision firmware, WS-Discovery Hello).
+
+    Bound to the group address, not the interface address: Linux delivers multicast only to sockets bound to
+    the wildcard or the group. IP_MULTICAST_ALL off limits it to the membership made here, which names the
+    scan interface, so datagrams from other interfaces never arrive."""
+    if not ctx.scope.multicast_allowed or not ctx.scope.interface_ip:
+        raise PermissionError("multicast is not allowed for this scope")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        sock.bind((group, port))
+        membership = socket.inet_aton(group) + socket.inet_aton(ctx.scope.interface_ip)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

@@ -52,6 +52,14 @@ def parse_probe_match(data: bytes, source_ip: str = "") -> list[Evidence]:
 
 
 async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    # hear_group: firmware that answers to the multicast group instead of the asker is heard too
     return await udp_discovery(
-        ctx, name="SADP", port=PORT, group=GROUP, probe=build_probe, parse=parse_probe_match, unicast=unicast
+        ctx,
+        name="SADP",
+        port=PORT,
+        group=GROUP,
+        probe=build_probe,
+        parse=parse_probe_match,
+        unicast=unicast,
+        hear_group=True,
     )

@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterable
 
 from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, multicast_sender, unicast_sender, unique_evidence
+from scanner.netctx import (
+    Observation,
+    ScanContext,
+    group_listener,
+    multicast_sender,
+    unicast_sender,
+    unique_evidence,
+)
 
 MAX_DATAGRAM = 65535
 
@@ -28,9 +36,11 @@ async def udp_discovery(
     unicast: Iterable[str] = (),
     repeats: int = 2,
     listen: float | None = None,
+    hear_group: bool = False,
 ) -> list[Observation]:
-    """Probe, listen, parse. `probe()` is called for each send (fresh message ids). Answers from outside
-    the scope are dropped before parsing; every answer is parsed by `parse(data, source_ip)`."""
+    """Probe, listen, parse. `probe()` is called for each send (fresh message ids). With `hear_group`, answers
+    sent to the multicast group (not to the asker) are heard too. Answers from outside the scope, and our
+    own datagrams, are dropped before parsing; every answer is parsed by `parse(data, source_ip)`."""
     loop = asyncio.get_running_loop()
     use_multicast = group is not None and ctx.scope.multicast_allowed
     try:
@@ -38,8 +48,16 @@ async def udp_discovery(
     except OSError as exc:
         ctx.errors.append(f"{name}: cannot open a socket: {exc}")
         return []
+    listener = None
+    if use_multicast and hear_group and group is not None:
+        try:
+            listener = group_listener(ctx, group, port)
+        except OSError as exc:
+            ctx.limitations.append(f"{name}: cannot hear {group}:{port} ({exc.strerror or exc}); only direct answers")
+    socks = [sock] if listener is None else [sock, listener]
     found: dict[str, Observation] = {}
     dropped = 0
+    pending: dict[asyncio.Task[tuple[bytes, tuple[str, int]]], socket.socket] = {}
     try:
         targets = [ip for ip in unicast if ctx.allowed(ip)]
         for i in range(repeats):
@@ -54,22 +72,33 @@ async def udp_discovery(
             if i + 1 < repeats:
                 await asyncio.sleep(0.05)
         deadline = time.monotonic() + (ctx.listen if listen is None else listen)
+        pending = {loop.create_task(loop.sock_recvfrom(s, MAX_DATAGRAM)): s for s in socks}
         while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, MAX_DATAGRAM), timeout=remaining)
-            except TimeoutError:
+            done, _ = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
                 break
-            except OSError:
-                continue  # e.g. ICMP port unreachable surfacing as ECONNREFUSED
-            ip = addr[0]
-            if not ctx.allowed(ip):
-                dropped += 1
-                continue
-            items = parse(data, ip)
-            if items:
-                found.setdefault(ip, Observation(ip)).evidence.extend(items)
+            for task in done:
+                s = pending.pop(task)
+                pending[loop.create_task(loop.sock_recvfrom(s, MAX_DATAGRAM))] = s
+                try:
+                    data, addr = task.result()
+                except OSError:
+                    continue  # e.g. ICMP port unreachable surfacing as ECONNREFUSED
+                ip = addr[0]
+                if ip == ctx.scope.interface_ip:
+                    continue  # our own probe, heard on the group
+                if not ctx.allowed(ip):
+                    dropped += 1
+                    continue
+                items = parse(data, ip)
+                if items:
+                    found.setdefault(ip, Observation(ip)).evidence.extend(items)
     finally:
-        sock.close()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for s in socks:
+            s.close()
     if dropped:
         ctx.log.info("%s: %d answers from outside the scope dropped", name, dropped)
     for obs in found.values():  # the same answer twice (two probes) is one piece of evidence

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from defusedxml.common import DefusedXmlException
 
 from scanner.discovery.udp import MAX_DATAGRAM, udp_discovery
 from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.netctx import Observation, ScanContext, evidence, group_listener
 
 GROUP, PORT = "239.255.255.250", 3702
 SOURCE = "wsd"
@@ -175,27 +174,7 @@ class _Deduplicator:
 
 
 def _hello_socket(ctx: ScanContext) -> socket.socket:
-    """A socket that hears the WS-Discovery group on the scan interface only.
-
-    Bound to the group address, not the interface address: Linux delivers multicast only to sockets bound to
-    the wildcard or the group. IP_MULTICAST_ALL off limits it to the membership made here, which names the
-    scan interface, so Hellos from other interfaces never arrive."""
-    if not ctx.scope.multicast_allowed or not ctx.scope.interface_ip:
-        raise PermissionError("multicast is not allowed for this scope")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-        sock.bind((GROUP, PORT))
-        membership = socket.inet_aton(GROUP) + socket.inet_aton(ctx.scope.interface_ip)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, struct.pack("b", 1))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return group_listener(ctx, GROUP, PORT)
 
 
 async def _listen_hellos(
