@@ -86,3 +86,5 @@ def test_answers_to_the_group_are_heard(pair: tuple[str, str]) -> None:
     finally:
         device.kill()
         device.wait()
+        if device.stdout is not None:
+            device.stdout.close()
