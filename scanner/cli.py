@@ -19,8 +19,12 @@ app = typer.Typer(
     help=(
         "Find the IP cameras and video recorders on a network, identify who made each one (OEM relabels "
         "included), and report which rules they break.\n\n"
-        "Start with `camscan identify HOSTS.jsonl` to identify hosts from Evidence, or `camscan rules verify` "
-        "to check the fingerprint rules."
+        "Try it safely first: `camscan demo` starts a simulated lab of cameras (in private network namespaces), "
+        "scans it and writes camscan-demo/report.{json,html,csv}.\n\n"
+        "On a real network: `sudo camscan scan 192.168.10.0/24 --html report.html --json report.json` "
+        "(only the targets you give are contacted). Without touching the network: `camscan pcap CAPTURE` for a "
+        "packet capture, `camscan identify HOSTS.jsonl` or `camscan report --evidence HOSTS.jsonl` for evidence "
+        "from any tool. `camscan verify report.json` checks an export's integrity."
     ),
     no_args_is_help=True,
     add_completion=False,
