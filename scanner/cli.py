@@ -99,9 +99,18 @@ def _console() -> Console:
     return console
 
 
+def safe(value: object) -> str:
+    """Device-supplied text made harmless for a terminal: control characters (an ESC could start a terminal
+    escape sequence) and invisible format characters (bidi overrides) shown as escapes."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def cell(value: object) -> Text:
-    """A table cell holding device-supplied text: never interpreted as rich markup."""
-    return Text("" if value is None else str(value))
+    """A table cell holding device-supplied text: never interpreted as rich markup, never a terminal escape."""
+    return Text(safe(value))
 
 
 @app.command()
@@ -199,7 +208,7 @@ def rules_match(
             f"firmware {h.firmware}" if h.firmware else "",
         ]
         console.print(Text(f"{h.rule}  ({h.key}, confidence {h.confidence:.2f})", style="bold"))
-        console.print(Text("  says:   " + ("; ".join(a for a in asserts if a) or "nothing")))
+        console.print(Text(safe("  says:   " + ("; ".join(a for a in asserts if a) or "nothing"))))
         console.print(Text(f"  source: {h.source}"))
     line = result.identify_line(None)
     line.pop("id")
@@ -454,7 +463,7 @@ def pcap(
     packets = sum(f.packets for f in result.files)
     err.print(Text(f"{packets} packets read from {len(result.files)} capture(s)"))
     for line in result.errors:
-        err.print(Text(f"warning: {line}"))
+        err.print(Text(safe(f"warning: {line}")))
     print_summary(rep)
     _write_outputs(rep, json_out, html_out, csv_out)
 
@@ -501,18 +510,20 @@ def diff(
     for dev in d.new:
         console.print(
             Text(
-                f"+ new     {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}"
+                safe(f"+ new     {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}")
                 + (" FLAGGED" if dev.flagged else "")
             )
         )
     for dev in d.gone:
         console.print(
-            Text(f"- gone    {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}")
+            Text(
+                safe(f"- gone    {dev.ip or dev.id} {dev.mac or ''} {dev.manufacturer or 'unknown'} {dev.model or ''}")
+            )
         )
     for c in d.changed:
         parts = [f"{k}: {o!s} -> {n!s}" for k, (o, n) in c.changes.items()]
         parts += [f"finding new {x}" for x in c.findings_new] + [f"finding resolved {x}" for x in c.findings_resolved]
-        console.print(Text(f"~ changed {c.device.ip or c.device.id}: " + "; ".join(parts)))
+        console.print(Text(safe(f"~ changed {c.device.ip or c.device.id}: " + "; ".join(parts))))
     console.print(
         Text(
             f"{len(d.new)} new, {len(d.gone)} gone, {len(d.changed)} changed; findings: "

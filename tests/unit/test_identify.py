@@ -120,3 +120,12 @@ def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mac", ["44-19-B6-00-00-01", "4419.b600.0001", "4419B6000001"])
 def test_mac_spellings_are_normalised(shipped_engine, mac: str) -> None:  # type: ignore[no-untyped-def]
     assert shipped_engine.identify([("mac", mac)]).manufacturer == "Hikvision"
+
+
+def test_terminal_output_never_carries_escape_sequences() -> None:
+    from scanner.cli import cell, safe
+
+    hostile = "DS-2CD\x1b[2J\x1b]0;pwned\x07\u202eevil\r"
+    assert safe(hostile) == "DS-2CD\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\r"
+    assert "\x1b" not in cell(hostile).plain
+    assert safe("Hikvision DS-2CD2143G2-I") == "Hikvision DS-2CD2143G2-I"
