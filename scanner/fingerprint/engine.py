@@ -16,6 +16,7 @@ How evidence combines (the design's "sum of log-odds"):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -26,6 +27,61 @@ from scanner.fingerprint.rules import OemLink, RuleSet
 from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value
 
 MIN_CONFIDENCE = 0.65
+UNLISTED_CONFIDENCE = 0.66
+LABEL_KEYS = frozenset({"onvif.manufacturer", "upnp.manufacturer"})
+_COMPANY_SUFFIX = re.compile(
+    r"(?i)[\s,.]+(?:co\.?,?\s*ltd\.?|co\.?|ltd\.?|limited|inc\.?|incorporated|corp\.?|corporation|gmbh|s\.?a\.?|"
+    r"llc|plc|ag|b\.?v\.?|oy|ab|pty|technologies|technology|tech|electronics|electronic|"
+    r"systems?|group|international|intl)\.?$"
+)
+_CITY_PREFIX = re.compile(
+    r"(?i)^(?:shenzhen|hangzhou|zhejiang|guangzhou|guangdong|beijing|shanghai|xiamen|dongguan|wuhan|suzhou|ningbo|"
+    r"fujian|jiangsu|tianjin|chengdu|hefei|nanjing|zhuhai|foshan)\s+"
+)
+_NOT_A_NAME = frozenset(
+    {
+        "manufacturer",
+        "vendor",
+        "unknown",
+        "default",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "test",
+        "camera",
+        "ip camera",
+        "ipcam",
+        "ipc",
+        "nvr",
+        "dvr",
+        "onvif",
+        "device",
+        "generic",
+        "general",
+        "oem",
+        "private",
+        "custom",
+        "other",
+    }
+)
+
+
+def clean_company_name(value: str) -> str | None:
+    """`Acme Vision Technology Co., Ltd.` -> `Acme`; None for something that is not a plausible maker name."""
+    name = _CITY_PREFIX.sub("", " ".join(value.split())[:64])
+    for _ in range(4):
+        shorter = _COMPANY_SUFFIX.sub("", name).strip(" ,.-")
+        if shorter == name or not shorter:
+            break
+        name = shorter
+    if not (2 <= len(name) <= 40) or not any(ch.isalpha() for ch in name) or not name.isprintable():
+        return None
+    if name.casefold() in _NOT_A_NAME or any(ch in name for ch in "<>{}[]=|;\\\"'`$"):
+        return None
+    return name
+
+
 _CACHE_LIMIT = 32_768  # (key, value) results kept; bounded so memory stays flat
 
 # Where a model or firmware string is most trustworthy: the device's own management answers first.
@@ -275,12 +331,49 @@ class Engine:
     def identify(self, evidence: Iterable[tuple[str, str]]) -> Result:
         hits: list[Hit] = []
         seen: set[tuple[str, str]] = set()
+        unlisted: list[tuple[str, str]] = []
         for key, value in evidence:
             if (key, value) in seen:
                 continue
             seen.add((key, value))
-            hits.extend(self.match(key, value))
-        return self.combine(hits)
+            found = self.match(key, value)
+            hits.extend(found)
+            if not found and key in LABEL_KEYS:
+                unlisted.append((key, value))
+        result = self.combine(hits)
+        if result.manufacturer is None and unlisted:
+            return self._unlisted_label(result, unlisted)
+        return result
+
+    def _unlisted_label(self, result: Result, unlisted: list[tuple[str, str]]) -> Result:
+        """No rule names a maker, but the device states its manufacturer in a field made for it (ONVIF
+        GetDeviceInformation, the UPnP description) with a name no rule knows: report that name, cleaned of
+        company suffixes, at the lowest confidence that still states a maker. Generic placeholders (IPCAM,
+        General) have rules and never get here; a covered maker's names all have rules, so an unknown name
+        is never flagged."""
+        for key, value in unlisted:
+            name = clean_company_name(value)
+            if name is None:
+                continue
+            hit = Hit(
+                rule=f"{key}/unlisted-manufacturer",
+                family=key,
+                key=key,
+                value=cap_value(key, value),
+                manufacturer=None,
+                brand=None,
+                candidates=(),
+                device_type=None,
+                model=None,
+                firmware=None,
+                confidence=UNLISTED_CONFIDENCE,
+                source="the device's own manufacturer field; no camscan rule knows this name",
+            )
+            result.manufacturer = result.brand = name
+            result.confidence = UNLISTED_CONFIDENCE
+            result.hits = [*result.hits, hit]
+            return result
+        return result
 
     def combine(self, hits: list[Hit]) -> Result:
         # Firmware-level rules support the maker they name. A label supports every firmware maker it is

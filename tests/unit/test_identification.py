@@ -117,3 +117,18 @@ def test_non_cameras_are_not_cameras(engine: Engine) -> None:
     assert printer.device_type == "other"
     hp = engine.identify([("http.server", "HP HTTP Server; HP OfficeJet Pro 9010 series - 1KR53A; Serial Number: X")])
     assert (hp.manufacturer, hp.device_type) == ("HP", "other")
+
+
+def test_an_unlisted_manufacturer_label_is_reported_as_the_device_states_it(engine: Engine) -> None:
+    r = engine.identify(
+        [
+            ("onvif.manufacturer", "Zhejiang Acme Vision Technology Co., Ltd."),
+            ("wsd.type", "dn:NetworkVideoTransmitter"),
+        ]
+    )
+    assert (r.manufacturer, r.device_type) == ("Acme Vision", "camera")
+    assert r.confidence < 0.7 and "onvif.manufacturer/unlisted-manufacturer" in r.matched
+    for placeholder in ("IPCAM", "General", "Manufacturer", "<script>x</script>", "=cmd|' /C calc'!A0"):
+        assert engine.identify([("onvif.manufacturer", placeholder)]).manufacturer is None, placeholder
+    # a known maker's label is never replaced, and a covered maker is never reported this way by accident
+    assert engine.identify([("onvif.manufacturer", "HIKVISION")]).manufacturer == "Hikvision"
