@@ -28,7 +28,18 @@ from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_
 
 MIN_CONFIDENCE = 0.65
 UNLISTED_CONFIDENCE = 0.66
-LABEL_KEYS = frozenset({"onvif.manufacturer", "upnp.manufacturer"})
+LABEL_KEYS = frozenset({"onvif.manufacturer", "upnp.manufacturer", "wsd.scope"})
+_MFR_SCOPE = re.compile(r"(?i)^onvif://www\.onvif\.org/(?:mfr|manufacturer)/([^/]{2,80})/?$")
+
+
+def _stated_manufacturer(key: str, value: str) -> str | None:
+    """The manufacturer a device states in a field made for it (a WS-Discovery mfr scope is URL-escaped)."""
+    if key != "wsd.scope":
+        return value
+    m = _MFR_SCOPE.match(value)
+    return unquote(m.group(1)) if m else None
+
+
 _COMPANY_SUFFIX = re.compile(
     r"(?i)[\s,.]+(?:co\.?,?\s*ltd\.?|co\.?|ltd\.?|limited|inc\.?|incorporated|corp\.?|corporation|gmbh|s\.?a\.?|"
     r"llc|plc|ag|b\.?v\.?|oy|ab|pty|technologies|technology|tech|electronics|electronic|"
@@ -338,8 +349,10 @@ class Engine:
             seen.add((key, value))
             found = self.match(key, value)
             hits.extend(found)
-            if not found and key in LABEL_KEYS:
-                unlisted.append((key, value))
+            if key in LABEL_KEYS and not any(h.manufacturer or h.brand or h.candidates for h in found):
+                label = _stated_manufacturer(key, value)
+                if label:
+                    unlisted.append((key, label))
         result = self.combine(hits)
         if result.manufacturer is None and unlisted:
             return self._unlisted_label(result, unlisted)
