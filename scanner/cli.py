@@ -126,6 +126,9 @@ def identify(
         typer.Argument(help='JSON Lines files of hosts ({"id", "evidence": [...]}); \'-\' is stdin.'),
     ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the JSON Lines; '-' is stdout.")] = "-",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Worker processes (default: the CPU count, at most 4; 1 = no workers).")
+    ] = 0,
     rules_dir: RulesDir = None,
 ) -> None:
     """Identify hosts from Evidence: one JSON line in, one JSON line out, in the same order.
@@ -135,10 +138,13 @@ def identify(
 
     Example:  echo '{"id":"h1","evidence":[{"key":"http.server","value":"App-webs/"}]}' | camscan identify
     """
-    from scanner.identify import Counts, identify_stream
+    import os
+
+    from scanner.identify import Counts, identify_stream, identify_stream_parallel
 
     engine = _engine(rules_dir)
     counts = Counts()
+    workers = jobs if jobs > 0 else min(4, os.cpu_count() or 1)
     with ExitStack() as stack:
         dst = sys.stdout if output == "-" else stack.enter_context(open(output, "w", encoding="utf-8"))
         for name in inputs or ["-"]:
@@ -150,7 +156,10 @@ def identify(
                 except OSError as exc:
                     err.print(f"[red]error:[/red] cannot read {name}: {exc.strerror}")
                     raise typer.Exit(2) from None
-            identify_stream(engine, src, dst, counts)
+            if workers > 1:
+                identify_stream_parallel(engine, src, dst, workers, counts)
+            else:
+                identify_stream(engine, src, dst, counts)
     if counts.errors:
         err.print(f"{counts.hosts} hosts, {counts.errors} lines with errors (see their 'error' field)")
 

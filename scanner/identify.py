@@ -74,24 +74,75 @@ class _IdError(ValueError):
         self.host_id = host_id
 
 
+def identify_line(engine: Engine, line: str | None) -> tuple[str, bool]:
+    """One input line (None: an over-long one) -> (one output line, whether it is an error line)."""
+    if line is None:
+        out: dict[str, Any] = {"id": None, "error": f"line longer than {MAX_LINE} bytes"}
+    else:
+        try:
+            host_id, pairs = parse_host(line)
+            out = engine.identify(pairs).identify_line(host_id)
+        except _IdError as exc:
+            out = {"id": exc.host_id, "error": str(exc)}
+        except ValueError as exc:
+            out = {"id": None, "error": str(exc)}
+    return json.dumps(out, ensure_ascii=False) + "\n", "error" in out
+
+
+def _host_lines(src: IO[str]) -> Iterator[str | None]:
+    for line in read_lines(src):
+        if line is None or line.strip():
+            yield line
+
+
 def identify_stream(engine: Engine, src: IO[str], dst: IO[str], counts: Counts | None = None) -> Counts:
     counts = counts or Counts()
-    dumps = json.dumps
-    for line in read_lines(src):
-        if line is not None and not line.strip():
-            continue
+    for line in _host_lines(src):
+        out, failed = identify_line(engine, line)
         counts.hosts += 1
-        if line is None:
-            out: dict[str, Any] = {"id": None, "error": f"line longer than {MAX_LINE} bytes"}
-        else:
-            try:
-                host_id, pairs = parse_host(line)
-                out = engine.identify(pairs).identify_line(host_id)
-            except _IdError as exc:
-                out = {"id": exc.host_id, "error": str(exc)}
-            except ValueError as exc:
-                out = {"id": None, "error": str(exc)}
-        if "error" in out:
-            counts.errors += 1
-        dst.write(dumps(out, ensure_ascii=False) + "\n")
+        counts.errors += failed
+        dst.write(out)
+    return counts
+
+
+# -- several processes: the engine is loaded once, then the workers are forked and share it ---------------
+_WORKER_ENGINE: Engine | None = None
+BATCH = 2000
+
+
+def _identify_batch(lines: list[str | None]) -> list[tuple[str, bool]]:
+    assert _WORKER_ENGINE is not None
+    return [identify_line(_WORKER_ENGINE, line) for line in lines]
+
+
+def identify_stream_parallel(
+    engine: Engine, src: IO[str], dst: IO[str], jobs: int, counts: Counts | None = None
+) -> Counts:
+    """Like identify_stream, on `jobs` forked worker processes, in batches, output in input order. At most
+    2 x jobs batches are in flight, so memory stays flat however long the input is."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from itertools import islice
+
+    global _WORKER_ENGINE
+    counts = counts or Counts()
+    _WORKER_ENGINE = engine
+    lines = _host_lines(src)
+    in_flight: deque[Future[list[tuple[str, bool]]]] = deque()
+    context = multiprocessing.get_context("fork")
+
+    def drain_one() -> None:
+        for out, failed in in_flight.popleft().result():
+            counts.hosts += 1
+            counts.errors += failed
+            dst.write(out)
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        while batch := list(islice(lines, BATCH)):
+            in_flight.append(pool.submit(_identify_batch, batch))
+            if len(in_flight) >= 2 * jobs:
+                drain_one()
+        while in_flight:
+            drain_one()
     return counts

@@ -129,3 +129,21 @@ def test_terminal_output_never_carries_escape_sequences() -> None:
     assert safe(hostile) == "DS-2CD\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\r"
     assert "\x1b" not in cell(hostile).plain
     assert safe("Hikvision DS-2CD2143G2-I") == "Hikvision DS-2CD2143G2-I"
+
+
+def test_worker_processes_give_the_same_lines_in_the_same_order(tmp_path: Path) -> None:
+    from scanner import identify as ident
+
+    lines = [
+        host(f"h{i}", ("http.server", "App-webs/" if i % 3 else "Apache"), ("mac", f"44:19:b6:00:00:{i % 256:02x}"))
+        for i in range(5000)
+    ]
+    lines[17] = "{broken"
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    one = run_cli(str(src), "--jobs", "1")
+    two = run_cli(str(src), "--jobs", "2")
+    assert one.returncode == two.returncode == 0
+    assert one.stdout == two.stdout and len(one.stdout.splitlines()) == 5000
+    assert "1 lines with errors" in two.stderr
+    assert ident.BATCH < 5000  # the parallel path really ran several batches
