@@ -3,11 +3,14 @@ CI runs as root, so these tests run there; elsewhere they are skipped with the r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +50,20 @@ def in_scanner(state: control.LabState, *argv: str, timeout: float = 120) -> sub
 
 def state_dir_of(state: control.LabState) -> Path:
     return Path(state.state_dir)
+
+
+class LoopThread:
+    """An asyncio loop in a thread, running lab responders as serve.py would, so a test can block or scan."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 15) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from scanner.lab.responders.base import Context
 from scanner.lab.responders.http import serve
 from scanner.netctx import Observation, ScanContext
 from scanner.scope import RateLimiter, Scope
+from tests.lab.conftest import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -52,23 +52,6 @@ def ev(observations: list[Observation], ip: str) -> set[tuple[str, str]]:
 
 def loopback_ctx(listen: float = 1.2) -> ScanContext:
     return ScanContext(scope=Scope.build([LOOPBACK_SCOPE]), rate=RateLimiter(2000), timeout=1.5, listen=listen)
-
-
-class LoopThread:
-    """An asyncio loop in a thread for the responders, so the test's own loop can scan them."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 15) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 # ------------------------------------------------------------------------- minimal responders of our own

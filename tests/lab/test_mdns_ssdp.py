@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from scanner.lab.persona import Persona
 from scanner.lab.responders import mdns, ssdp
 from scanner.lab.responders.base import Context
 from scanner.lab.responders.http import serve
+from tests.lab.conftest import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -134,23 +134,6 @@ def description_fields(url: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- loopback
-
-
-class LoopThread:
-    """An asyncio loop in a thread, running the responders as serve.py would, so the test can block."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 10) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 def free_port(ip: str) -> int:
