@@ -135,9 +135,12 @@ def _evidence_for(rule: PolicyRule, device: Device) -> list[str]:
     condition itself matched."""
     cited: list[str] = []
     maker = device.manufacturer
+    rules_cited: set[str] = set()
     for hit in device.reasons if rule.when.uses_identity else ():
         names = {hit.manufacturer, hit.brand}
-        if (maker and maker in names) or (device.brand and device.brand in names):
+        supports = (maker and maker in names) or (device.brand and device.brand in names)
+        if supports and hit.rule not in rules_cited:
+            rules_cited.add(hit.rule)  # each rule once, with the first value it fired on
             cited.append(f"{hit.rule} ({hit.key}: {hit.value[:200]})")
     cited.extend(rule.when.cited_evidence(device))
     return list(dict.fromkeys(cited))
