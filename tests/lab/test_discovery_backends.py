@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from scanner.lab.responders.base import Context
 from scanner.lab.responders.http import serve
 from scanner.netctx import Observation, ScanContext
 from scanner.scope import RateLimiter, Scope
-from tests.lab.conftest import LoopThread
+from tests.lab.conftest import LoopThread, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -361,22 +360,6 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Stop a process we started, by its PID (it leads its own process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-
-
 NETNS_DEVICES = {"hik-bullet": "10.77.0.11", "axis-m1065": "10.77.0.31", "hostile": "10.77.0.66"}
 LATE = ("dahua-dome", "10.77.0.21")
 
@@ -458,7 +441,7 @@ def netns_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         yield json.loads(scanner.stdout.strip().splitlines()[-1])
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from scanner.lab.persona import Persona
 from scanner.lab.responders import mdns, ssdp
 from scanner.lab.responders.base import Context
 from scanner.lab.responders.http import serve
-from tests.lab.conftest import LoopThread
+from tests.lab.conftest import LoopThread, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -441,22 +440,6 @@ def _ns_python(ns: str, script: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, PYTHON, "-c", script, *args]
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Stop a process we started, by its PID (it leads its own process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        except ProcessLookupError:
-            pass
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-
-
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[tuple[str, str]]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -555,8 +538,8 @@ def test_netns_mdns_and_multicast_ssdp(namespaces: tuple[str, str]) -> None:
 
         # after the garbage, the responder is still alive; on SIGTERM it closes cleanly (goodbyes sent)
         assert responder.poll() is None
-        _stop(responder)
+        stop_process(responder)
         assert responder.returncode == 0
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)

@@ -20,10 +20,8 @@ from typing import Any
 import pytest
 
 from scanner.lab.persona import PERSONA_DIR, Persona, load_persona
-from scanner.lab.responders import http as http_responder
-from scanner.lab.responders import rtsp as rtsp_responder
-from scanner.lab.responders import tcp as tcp_responder
 from scanner.lab.responders.base import Context
+from scanner.lab.serve import close_all, start_services
 from scanner.model import BODY_CAP, VALUE_CAP, Evidence
 from scanner.netctx import Credentials, ScanContext
 from scanner.probes import banner, http, onvif, rtsp, tls
@@ -124,28 +122,13 @@ def lab_ports(ip: str) -> dict[str, int]:
 
 @asynccontextmanager
 async def lab(persona: Persona, ip: str, runtime: Path) -> AsyncIterator[Context]:
-    """The persona's HTTP(S), ONVIF, RTSP and TCP services on `ip`, closed on the way out."""
+    """Every service the persona enables, on `ip`, started and closed exactly as scanner/lab/serve.py does."""
     ctx = Context(persona=persona, ip=ip, iface=None, runtime_dir=runtime)
-    svc = persona.services
-    servers: list[asyncio.Server] = []
+    closers = await start_services(ctx)
     try:
-        if svc.onvif is not None:
-            from scanner.lab.responders import onvif as onvif_responder
-
-            onvif_responder.register(ctx)
-        for web in (svc.http, svc.https):
-            if web is not None:
-                servers.append(await http_responder.serve(ctx, web))
-        if svc.rtsp is not None:
-            servers.append(await rtsp_responder.serve(ctx, svc.rtsp))
-        for t in svc.tcp:
-            servers.append(await tcp_responder.serve(ctx, t))
         yield ctx
     finally:
-        for s in servers:
-            s.close()
-        for s in servers:
-            await s.wait_closed()
+        await close_all(closers)
         await asyncio.sleep(0.05)  # let the transports' connection_lost close their sockets
 
 
