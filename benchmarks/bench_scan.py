@@ -9,7 +9,7 @@ Three parts, figures only (no assertion):
           against each persona's `expect` block).
 2. nmap:  `nmap -sV -n -p <camera ports> -oX - <the lab's addresses>` from the same namespace, over the same
           hosts (the persona addresses: nmap's best case, it is not asked to sweep the /24) and camscan's own
-          port set (scanner.discovery.ports.CAMERA_PORTS). Its XML is parsed with defusedxml. A camera counts
+          port set (scanner.camera_ports.PORTS). Its XML is parsed with defusedxml. A camera counts
           as named by nmap when the expected maker, or one of the maker's own names in MAKER_NAMES, appears as
           a whole word (case-insensitive) in a service's product, version, extrainfo, devicetype, hostname or
           CPE string. A label brand alone (EZVIZ, LTS, Amcrest) does not count as the maker; it is shown
@@ -259,7 +259,7 @@ def names_maker(texts: list[str], maker: str) -> bool:
 
 
 def part_nmap(namespace: str, personas: list[Persona], camscan_best: float, camscan: LabScore) -> None:
-    from scanner.discovery.ports import CAMERA_PORTS
+    from scanner.camera_ports import CAMERA_PORTS
 
     print(f"\n== 2. nmap -sV over the same {len(personas)} hosts and {len(CAMERA_PORTS)} camera ports ==")
     if shutil.which("nmap") is None:

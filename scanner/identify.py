@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from scanner.evidence_lines import MAX_LINE, LineError, host_lines, parse_host_line, read_lines
 from scanner.fingerprint.engine import Engine
 
-MAX_LINE = 16 * 1024 * 1024  # one host's evidence; longer lines are refused, not loaded
-MAX_EVIDENCE = 10_000  # items per host
+__all__ = ["MAX_LINE", "Counts", "identify_line", "identify_stream", "identify_stream_parallel", "read_lines"]
 
 
 @dataclass(slots=True)
@@ -23,76 +23,18 @@ class Counts:
     errors: int = 0
 
 
-def read_lines(stream: IO[str], limit: int = MAX_LINE) -> Iterator[str | None]:
-    """Lines of a text stream; None for a line longer than `limit` (its rest is skipped, never held)."""
-    while True:
-        line = stream.readline(limit)
-        if not line:
-            return
-        if len(line) >= limit and not line.endswith("\n"):
-            while True:  # drain the rest of the over-long line in bounded chunks
-                rest = stream.readline(limit)
-                if not rest or rest.endswith("\n"):
-                    break
-            yield None
-            continue
-        yield line
-
-
-def parse_host(line: str) -> tuple[Any, list[tuple[str, str]]]:
-    """(id, [(key, value)...]) from one JSON line; ValueError with a reason if it is not a host."""
-    try:
-        doc = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("a host line must be a JSON object")
-    host_id = doc.get("id")
-    if "id" not in doc:
-        raise ValueError("missing 'id'")
-    if not isinstance(host_id, (str, int)) or isinstance(host_id, bool):
-        raise _IdError(None, "'id' must be a string or an integer")
-    evidence = doc.get("evidence")
-    if not isinstance(evidence, list):
-        raise _IdError(host_id, "missing 'evidence' list")
-    if len(evidence) > MAX_EVIDENCE:
-        raise _IdError(host_id, f"more than {MAX_EVIDENCE} evidence items")
-    pairs: list[tuple[str, str]] = []
-    for i, item in enumerate(evidence):
-        if not isinstance(item, dict):
-            raise _IdError(host_id, f"evidence[{i}] must be an object with 'key' and 'value'")
-        key, value = item.get("key"), item.get("value")
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise _IdError(host_id, f"evidence[{i}] needs string 'key' and 'value'")
-        pairs.append((key, value))
-    return host_id, pairs
-
-
-class _IdError(ValueError):
-    def __init__(self, host_id: Any, reason: str) -> None:
-        super().__init__(reason)
-        self.host_id = host_id
-
-
 def identify_line(engine: Engine, line: str | None) -> tuple[str, bool]:
     """One input line (None: an over-long one) -> (one output line, whether it is an error line)."""
-    if line is None:
-        out: dict[str, Any] = {"id": None, "error": f"line longer than {MAX_LINE} bytes"}
-    else:
-        try:
-            host_id, pairs = parse_host(line)
-            out = engine.identify(pairs).identify_line(host_id)
-        except _IdError as exc:
-            out = {"id": exc.host_id, "error": str(exc)}
-        except ValueError as exc:
-            out = {"id": None, "error": str(exc)}
+    try:
+        host = parse_host_line(line)
+        out: dict[str, Any] = engine.identify(host.pairs()).identify_line(host.id)
+    except LineError as exc:
+        out = {"id": exc.host_id, "error": exc.reason}
     return json.dumps(out, ensure_ascii=False) + "\n", "error" in out
 
 
 def _host_lines(src: IO[str]) -> Iterator[str | None]:
-    for line in read_lines(src):
-        if line is None or line.strip():
-            yield line
+    return (line for _, line in host_lines(src))
 
 
 def identify_stream(engine: Engine, src: IO[str], dst: IO[str], counts: Counts | None = None) -> Counts:

@@ -1,21 +1,26 @@
-"""The records every part of camscan passes around, and the JSON export contract.
+"""The records every part of camscan passes around, and the JSON export contract: the bottom layer.
 
-Evidence is what was observed (shared/EVIDENCE.md); Identity is what the fingerprint engine concludes
-from it; a Device is one host with its Identity, Evidence and Findings; a ScanReport is the auditor's
-export. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json and a test
+Evidence is what was observed (shared/EVIDENCE.md); an Observation is one backend's Evidence about one
+address, and a Host one device's Evidence merged from every backend (`merge_observations`); Identity is
+what the fingerprint engine concludes from it; a Device is one host with its Identity, Evidence and
+Findings; a ScanReport is the auditor's export. This module imports nothing else of camscan: every other
+part may import it. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json and a test
 regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION when you make one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.1"  # 1.1 added scan.knowledge; 1.0 reports still load
 
 #: Values longer than this are cut before they are stored in a report or matched (http.body has its own cap).
 VALUE_CAP = 4096
@@ -156,6 +161,17 @@ class PackRef(_Strict):
     sha256: str
 
 
+class KnowledgeRef(_Strict):
+    """One knowledge file a run loaded (a rule file, the maker list, a policy pack, ...), so an auditor can tell
+    exactly which facts made each claim: taken from what was loaded, not from a directory listing."""
+
+    kind: str = Field(description="rules | makers | oem | oui | names | policy | registry")
+    name: str = Field(description="file name")
+    origin: str = Field(description="'shipped' (camscan's own) or the directory it was loaded from")
+    version: str | None = Field(default=None, description="the file's own version or date, where it has one")
+    sha256: str = Field(description="SHA-256 of the file's bytes, as loaded")
+
+
 class InputRef(_Strict):
     """A file the report was built from (evidence lines, a capture), with its SHA-256."""
 
@@ -178,7 +194,14 @@ class ScanMetadata(_Strict):
     site: str | None = None
     authorisation: str | None = None
     packs: list[PackRef] = Field(default_factory=list)
-    fingerprints_sha256: str | None = Field(default=None, description="SHA-256 over the fingerprint rule files")
+    fingerprints_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 over the identification knowledge loaded (every `knowledge` entry but the policy "
+        "packs): of the lines kind, TAB, origin, TAB, name, TAB, sha256, joined by newlines, in load order",
+    )
+    knowledge: list[KnowledgeRef] = Field(
+        default_factory=list, description="every knowledge file the run loaded, shipped or extra (schema 1.1)"
+    )
     inputs: list[InputRef] = Field(default_factory=list)
     disclaimer: str = "Informational; not legal advice. Findings rest on the evidence listed with each device."
 
@@ -200,13 +223,96 @@ class Integrity(_Strict):
 class ScanReport(_Strict):
     """The auditor's export: a versioned contract (reports/schema/scan-report.schema.json)."""
 
-    schema_version: Literal["1.0"] = "1.0"
+    schema_version: Literal["1.0", "1.1"] = SCHEMA_VERSION
     scan: ScanMetadata
     devices: list[Device]
     summary: Summary
     errors: list[str] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     integrity: Integrity | None = None
+
+
+# ----------------------------------------------------------------------------------- before identification
+
+_MAC_SEPARATORS = re.compile(r"[\s:.\-]")
+_HEX12 = re.compile(r"[0-9a-f]{12}")
+
+
+def normalise_mac(value: str) -> str | None:
+    """`44-19-B6-12-34-56`, `4419.b612.3456`, `4419b6123456` -> `44:19:b6:12:34:56`; None if not a MAC."""
+    digits = _MAC_SEPARATORS.sub("", value.strip().lower())
+    if len(digits) != 12 or not _HEX12.fullmatch(digits):
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def evidence(key: str, value: str, source: str) -> Evidence:
+    """One Evidence item as a parser makes it: the value trimmed and capped (cap_value)."""
+    return Evidence(key=key, value=cap_value(key, value), source=source)
+
+
+def unique_evidence(items: list[Evidence]) -> list[Evidence]:
+    """The items in order, each (key, value) once."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for e in items:
+        if (e.key, e.value) not in seen:
+            seen.add((e.key, e.value))
+            out.append(e)
+    return out
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one backend (or one capture) saw of one address: its Evidence, and its MAC when seen."""
+
+    ip: str
+    evidence: list[Evidence] = field(default_factory=list)
+    mac: str | None = None
+
+
+@dataclass(slots=True)
+class Host:
+    """One host's Evidence, as a scan, a capture or an evidence file gives it: the input of identification."""
+
+    id: str
+    ip: str | None = None
+    mac: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    other_ips: list[str] = field(default_factory=list)  # the same device (same MAC) seen on more addresses
+
+
+def _address_order(ip: str) -> tuple[int, int, str]:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return (9, 0, ip)
+    return (addr.version, int(addr), ip)
+
+
+def merge_observations(observations: Iterable[Observation]) -> list[Host]:
+    """One Host per device: observations joined by address, then addresses joined by MAC (the same device
+    on a second address becomes one of its `other_ips`). Hosts come out in address order."""
+    by_ip: dict[str, Host] = {}
+    for obs in observations:
+        host = by_ip.setdefault(obs.ip, Host(id=obs.ip, ip=obs.ip))
+        host.evidence.extend(obs.evidence)
+        if obs.mac and not host.mac:
+            host.mac = obs.mac
+    by_mac: dict[str, Host] = {}
+    merged: list[Host] = []
+    for ip in sorted(by_ip, key=_address_order):
+        host = by_ip[ip]
+        host.evidence = unique_evidence(host.evidence)
+        if host.mac and host.mac in by_mac:  # the same device on a second address
+            first = by_mac[host.mac]
+            first.evidence = unique_evidence(first.evidence + host.evidence)
+            first.other_ips.append(ip)
+            continue
+        if host.mac:
+            by_mac[host.mac] = host
+        merged.append(host)
+    return merged
 
 
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

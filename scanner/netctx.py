@@ -15,15 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from scanner.model import Evidence, cap_value
 from scanner.scope import RateLimiter, Scope
-
-
-@dataclass(slots=True)
-class Observation:
-    ip: str
-    evidence: list[Evidence] = field(default_factory=list)
-    mac: str | None = None
 
 
 @dataclass
@@ -48,21 +40,6 @@ class ScanContext:
 
     def allowed(self, ip: str) -> bool:
         return ip in self.scope
-
-
-def evidence(key: str, value: str, source: str) -> Evidence:
-    return Evidence(key=key, value=cap_value(key, value), source=source)
-
-
-def unique_evidence(items: list[Evidence]) -> list[Evidence]:
-    """The items in order, each (key, value) once."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for e in items:
-        if (e.key, e.value) not in seen:
-            seen.add((e.key, e.value))
-            out.append(e)
-    return out
 
 
 def multicast_sender(ctx: ScanContext, port: int = 0) -> socket.socket:

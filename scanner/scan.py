@@ -1,10 +1,12 @@
 """`camscan scan`: discover who is there, probe what they are, merge what was seen into hosts.
 
-Phases (each backend with its own timeout; a failing backend becomes a line in errors/limitations):
+Phases (the backends are those of scanner.backends; each has its own timeout, and a failing backend becomes
+a line in errors/limitations):
   1. discovery, concurrently: ARP (or the neighbour table), WS-Discovery, SSDP, mDNS, SADP, DHIP
-  2. ports: TCP connect check of the camera port set on every live host (every target when no layer-2
-     discovery is possible: routed networks, loopback)
-  3. probes per host and open port: HTTP(S), TLS certificate, RTSP, ONVIF, banners; `--nmap` adds nmap -sV
+  2. ports: TCP connect check of the camera ports (camera_ports.PORTS) on every live host (every target when
+     no layer-2 discovery is possible: routed networks, loopback)
+  3. probes per host and open port, as the port table says: HTTP(S), TLS certificate, RTSP, ONVIF, banners;
+     `--nmap` adds nmap -sV
   4. merge by MAC, then by address; the neighbour table fills in MACs the kernel learnt on the way
 """
 
@@ -16,15 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, unique_evidence
-from scanner.report.build import Host
+from scanner.backends import DISCOVERY, METHODS, PROBES
+from scanner.camera_ports import PORTS
+from scanner.model import Evidence, Host, Observation, merge_observations
+from scanner.netctx import ScanContext
 
-ALL_METHODS = ("arp", "wsd", "mdns", "ssdp", "sadp", "dhip", "ports", "http", "tls", "rtsp", "onvif", "banners")
-HTTP_PORTS = (80, 8080, 8081, 5000, 2020, 8899)
-HTTPS_PORTS = (443, 8443, 5001)
-RTSP_PORTS = (554, 8554)
-BANNER_PORTS = (21, 22, 23)
 HOST_CONCURRENCY = 64
 
 Progress = Callable[[str, int, int], None]
@@ -51,8 +49,6 @@ async def _timed(name: str, coro: Awaitable[list[Observation]], ctx: ScanContext
 
 
 async def discovery(ctx: ScanContext, methods: set[str], targets: list[str]) -> list[Observation]:
-    from scanner.discovery import arp, dhip, mdns, sadp, ssdp, wsd
-
     scope = ctx.scope
     on_link: set[str] = set()
     if scope.interface_ip and scope.prefix is not None and scope.interface != "lo":
@@ -66,36 +62,21 @@ async def discovery(ctx: ScanContext, methods: set[str], targets: list[str]) -> 
             "multicast discovery (WS-Discovery, SSDP, mDNS, SADP, DHIP) was not used: the scope does not cover the "
             "whole subnet of the scan interface, or the interface is loopback; unicast probes were sent instead"
         )
-    jobs: list[Awaitable[list[Observation]]] = []
-    if "arp" in methods:
-        jobs.append(_timed("ARP", arp.sweep(ctx, targets), ctx))
-    for name, mod in (("wsd", wsd), ("ssdp", ssdp), ("mdns", mdns), ("sadp", sadp), ("dhip", dhip)):
-        if name in methods:
-            jobs.append(_timed(name.upper(), mod.discover(ctx, unicast), ctx))
+    jobs = [_timed(b.name.upper(), b.run(ctx, targets, unicast), ctx) for b in DISCOVERY if b.name in methods]
     results = await asyncio.gather(*jobs)
     return [o for group in results for o in group]
 
 
 async def probe_host(ctx: ScanContext, ip: str, open_ports: set[int], methods: set[str]) -> list[Evidence]:
-    from scanner.probes import banner, http, onvif, rtsp, tls
-
+    """Every chosen probe on the open ports the port table gives it (a per-host probe on the first one)."""
     jobs: list[Awaitable[list[Evidence]]] = []
-    for port in sorted(open_ports):
-        if "http" in methods and port in HTTP_PORTS:
-            jobs.append(http.probe(ctx, ip, port, tls=False))
-        if port in HTTPS_PORTS:
-            if "http" in methods:
-                jobs.append(http.probe(ctx, ip, port, tls=True))
-            if "tls" in methods:
-                jobs.append(tls.probe(ctx, ip, port))
-        if "rtsp" in methods and port in RTSP_PORTS:
-            jobs.append(rtsp.probe(ctx, ip, port))
-        if "banners" in methods and port in BANNER_PORTS:
-            jobs.append(banner.probe(ctx, ip, port))
-    if "onvif" in methods and ctx.credentials is not None:
-        onvif_port = next((p for p in (80, 8080, 2020, 8899, 8000) if p in open_ports), None)
-        if onvif_port is not None:
-            jobs.append(onvif.device_information(ctx, ip, onvif_port, ctx.credentials))
+    rows = [row for row in PORTS if row.number in open_ports]  # in table order: the per-host preference
+    for backend in PROBES:
+        if backend.name not in methods:
+            continue
+        wanted = [row for row in rows if backend.name in row.probes]
+        for row in wanted[:1] if backend.per_host else wanted:
+            jobs.append(backend.run(ctx, ip, row))
     results = await asyncio.gather(*jobs, return_exceptions=True)
     out: list[Evidence] = []
     for r in results:
@@ -106,33 +87,9 @@ async def probe_host(ctx: ScanContext, ip: str, open_ports: set[int], methods: s
     return out
 
 
-def merge(observations: Iterable[Observation]) -> list[Host]:
-    """One Host per device: observations joined by address, then addresses joined by MAC."""
-    by_ip: dict[str, Host] = {}
-    for obs in observations:
-        host = by_ip.setdefault(obs.ip, Host(id=obs.ip, ip=obs.ip))
-        host.evidence.extend(obs.evidence)
-        if obs.mac and not host.mac:
-            host.mac = obs.mac
-    by_mac: dict[str, Host] = {}
-    merged: list[Host] = []
-    for ip in sorted(by_ip, key=lambda a: ipaddress.ip_address(a)):
-        host = by_ip[ip]
-        host.evidence = unique_evidence(host.evidence)
-        if host.mac and host.mac in by_mac:  # the same device on a second address
-            first = by_mac[host.mac]
-            first.evidence = unique_evidence(first.evidence + host.evidence)
-            first.other_ips.append(ip)
-            continue
-        if host.mac:
-            by_mac[host.mac] = host
-        merged.append(host)
-    return merged
-
-
 async def run_scan(
     ctx: ScanContext,
-    methods: Iterable[str] = ALL_METHODS,
+    methods: Iterable[str] = METHODS,
     use_nmap: bool = False,
     progress: Progress = _noop,
 ) -> ScanResult:
@@ -186,6 +143,6 @@ async def run_scan(
 
     if "arp" in chosen:  # MACs the kernel learnt while we talked to the hosts
         observations += [o for o in arp.neighbour_table(ctx) if o.ip in live]
-    hosts = merge(observations)
-    used = [m for m in ALL_METHODS if m in chosen] + (["nmap"] if use_nmap else [])
+    hosts = merge_observations(observations)
+    used = [m for m in METHODS if m in chosen] + (["nmap"] if use_nmap else [])
     return ScanResult(hosts=hosts, methods=used, phases=phases, packets=ctx.rate.sent)

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 from netaddr import IPNetwork, IPRange, IPSet
 
+from scanner.errors import CamscanError
+
 MAX_HOSTS = 1 << 16  # a /16; larger scopes are refused (a council LAN segment is rarely above a /22)
 
 
-class ScopeError(ValueError):
+class ScopeError(CamscanError, ValueError):
     pass
 
 

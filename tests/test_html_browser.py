@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from scanner.evidence_lines import read_hosts
+from scanner.knowledge import Knowledge
 from scanner.policy.packs import load_pack
-from scanner.report.build import build_report, read_hosts
+from scanner.report.build import Audit, Run, build_report
 from scanner.report.html import write_html
 from tests.report_fixtures import PACK, write_hostile
 
@@ -70,7 +72,9 @@ def report_html(shipped_engine, tmp_path_factory: pytest.TempPathFactory) -> Pat
     for path in (SAMPLES, hostile):
         with path.open() as fh:
             hosts.extend(read_hosts(fh, path.name, errors))
-    report = build_report(hosts, shipped_engine, [pack], site="Test Council <Depot>", errors=errors)
+    report = build_report(
+        hosts, Knowledge(shipped_engine, [pack]), Audit(site="Test Council <Depot>"), Run([], errors=errors)
+    )
     out = d / "report.html"
     write_html(report, out)
     return out

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from scanner.knowledge import Knowledge
 from scanner.lab.persona import load_personas
 from scanner.model import Device
 from scanner.passive.pcap import CaptureError, PassiveResult, analyse_captures
 from scanner.policy.packs import load_packs
-from scanner.report.build import build_report
+from scanner.report.build import Run, build_report
 
 PCAPS = Path(__file__).resolve().parent / "fixtures" / "pcaps"
 CAPTURES = sorted(p.name for p in PCAPS.iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -86,7 +87,7 @@ def packs(shipped_engine):  # type: ignore[no-untyped-def]
 
 
 def devices(result: PassiveResult, engine, packs) -> dict[str, Device]:  # type: ignore[no-untyped-def]
-    report = build_report(result.hosts, engine, packs, methods=["passive-pcap"])
+    report = build_report(result.hosts, Knowledge(engine, packs), run=Run(methods=["passive-pcap"]))
     return {d.id: d for d in report.devices}
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from scanner.fingerprint.engine import Engine
 from scanner.fingerprint.rules import load_ruleset
-from scanner.model import Evidence
+from scanner.model import Evidence, Host
 from scanner.policy.packs import PackError, check_examples, load_packs
-from scanner.report.build import Host, build_device
+from scanner.report.build import build_device
 
 REGIMES = ("us-ndaa-889", "us-fcc-covered-list", "uk-cabinet-office-2022")
 

@@ -13,8 +13,8 @@ import os
 import socket
 from pathlib import Path
 
-from scanner.fingerprint.oui import normalise_mac
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.model import Observation, evidence, normalise_mac
+from scanner.netctx import ScanContext
 
 SOURCE_ARP, SOURCE_NEIGH = "arp", "neighbour-table"
 

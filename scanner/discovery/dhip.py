@@ -9,9 +9,8 @@ import json
 import struct
 
 from scanner.discovery.udp import udp_discovery
-from scanner.fingerprint.oui import normalise_mac
-from scanner.model import Evidence, field_key
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.model import Evidence, Observation, evidence, field_key, normalise_mac
+from scanner.netctx import ScanContext
 
 GROUP, PORT = "239.255.255.251", 37810
 MAGIC = b"\x20\x00\x00\x00DHIP"

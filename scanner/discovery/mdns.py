@@ -32,8 +32,8 @@ from zeroconf._utils.name import service_type_name
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from scanner.discovery.udp import udp_discovery
-from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.model import Evidence, Observation, evidence
+from scanner.netctx import ScanContext
 
 PORT = 5353
 SOURCE = "mdns"

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.model import Evidence, Observation, evidence
+from scanner.netctx import ScanContext
 
 SOURCE = "nmap"
 FIELDS = ("product", "version", "extrainfo", "devicetype")

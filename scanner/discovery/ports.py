@@ -7,12 +7,10 @@ import contextlib
 import errno
 from collections.abc import Iterable
 
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.camera_ports import CAMERA_PORTS
+from scanner.model import Observation, evidence
+from scanner.netctx import ScanContext
 
-# Web (80, 443, 8080, 8443, 8081), RTSP (554, 8554), vendor SDKs (Hikvision 8000, Dahua 37777, Xiongmai
-# 34567), ONVIF on alternative ports (2020 Tapo, 8899), Reolink 9000, NAS 5000, and the management services
-# a risk check looks for (21 FTP, 22 SSH, 23 telnet).
-CAMERA_PORTS = (21, 22, 23, 80, 443, 554, 2020, 5000, 8000, 8080, 8081, 8443, 8554, 8899, 9000, 34567, 37777)
 CONCURRENCY = 256
 SOURCE = "ports"
 

@@ -9,9 +9,8 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from scanner.discovery.udp import udp_discovery
-from scanner.fingerprint.oui import normalise_mac
-from scanner.model import Evidence, field_key
-from scanner.netctx import Observation, ScanContext, evidence
+from scanner.model import Evidence, Observation, evidence, field_key, normalise_mac
+from scanner.netctx import ScanContext
 
 GROUP, PORT = "239.255.255.250", 37020
 MAX_REPLY = 16384

@@ -26,8 +26,8 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from scanner.discovery.udp import udp_discovery
-from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence, unique_evidence
+from scanner.model import Evidence, Observation, evidence, unique_evidence
+from scanner.netctx import ScanContext
 
 GROUP, PORT = "239.255.255.250", 1900
 SOURCE = "ssdp"

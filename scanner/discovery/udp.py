@@ -10,15 +10,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 
-from scanner.model import Evidence
-from scanner.netctx import (
-    Observation,
-    ScanContext,
-    group_listener,
-    multicast_sender,
-    unicast_sender,
-    unique_evidence,
-)
+from scanner.model import Evidence, Observation, unique_evidence
+from scanner.netctx import ScanContext, group_listener, multicast_sender, unicast_sender
 
 MAX_DATAGRAM = 65535
 

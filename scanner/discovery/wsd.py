@@ -28,8 +28,8 @@ from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
 from scanner.discovery.udp import MAX_DATAGRAM, udp_discovery
-from scanner.model import Evidence
-from scanner.netctx import Observation, ScanContext, evidence, group_listener
+from scanner.model import Evidence, Observation, evidence
+from scanner.netctx import ScanContext, group_listener
 
 GROUP, PORT = "239.255.255.250", 3702
 SOURCE = "wsd"

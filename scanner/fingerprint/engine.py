@@ -22,9 +22,8 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import unquote
 
-from scanner.fingerprint.oui import normalise_mac
-from scanner.fingerprint.rules import OemLink, RuleSet
-from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value
+from scanner.fingerprint.rules import Names, OemLink, RuleSet
+from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value, normalise_mac
 
 MIN_CONFIDENCE = 0.65
 UNLISTED_CONFIDENCE = 0.66
@@ -40,55 +39,23 @@ def _stated_manufacturer(key: str, value: str) -> str | None:
     return unquote(m.group(1)) if m else None
 
 
-_COMPANY_SUFFIX = re.compile(
-    r"(?i)[\s,.]+(?:co\.?,?\s*ltd\.?|co\.?|ltd\.?|limited|inc\.?|incorporated|corp\.?|corporation|gmbh|s\.?a\.?|"
-    r"llc|plc|ag|b\.?v\.?|oy|ab|pty|technologies|technology|tech|electronics|electronic|"
-    r"systems?|group|international|intl)\.?$"
-)
-_CITY_PREFIX = re.compile(
-    r"(?i)^(?:shenzhen|hangzhou|zhejiang|guangzhou|guangdong|beijing|shanghai|xiamen|dongguan|wuhan|suzhou|ningbo|"
-    r"fujian|jiangsu|tianjin|chengdu|hefei|nanjing|zhuhai|foshan)\s+"
-)
-_NOT_A_NAME = frozenset(
-    {
-        "manufacturer",
-        "vendor",
-        "unknown",
-        "default",
-        "none",
-        "null",
-        "n/a",
-        "na",
-        "test",
-        "camera",
-        "ip camera",
-        "ipcam",
-        "ipc",
-        "nvr",
-        "dvr",
-        "onvif",
-        "device",
-        "generic",
-        "general",
-        "oem",
-        "private",
-        "custom",
-        "other",
-    }
-)
-
-
-def clean_company_name(value: str) -> str | None:
-    """`Acme Vision Technology Co., Ltd.` -> `Acme`; None for something that is not a plausible maker name."""
-    name = _CITY_PREFIX.sub("", " ".join(value.split())[:64])
-    for _ in range(4):
-        shorter = _COMPANY_SUFFIX.sub("", name).strip(" ,.-")
-        if shorter == name or not shorter:
-            break
-        name = shorter
+def clean_company_name(value: str, names: Names | None) -> str | None:
+    """`Acme Vision Technology Co., Ltd.` -> `Acme Vision` with the words of fingerprints/names.yaml; None for
+    something that is not a plausible maker name (a placeholder, markup, too short or too long)."""
+    name = " ".join(value.split())[:64]
+    if names is not None:
+        if names.place_prefix is not None:
+            name = names.place_prefix.sub("", name)
+        for _ in range(4):  # `Acme Technology Co., Ltd.` needs two cuts
+            shorter = names.company_suffix.sub("", name).strip(" ,.-")
+            if shorter == name or not shorter:
+                break
+            name = shorter
     if not (2 <= len(name) <= 40) or not any(ch.isalpha() for ch in name) or not name.isprintable():
         return None
-    if name.casefold() in _NOT_A_NAME or any(ch in name for ch in "<>{}[]=|;\\\"'`$"):
+    if names is not None and name.casefold() in names.placeholders:
+        return None
+    if any(ch in name for ch in "<>{}[]=|;\\\"'`$"):
         return None
     return name
 
@@ -365,7 +332,7 @@ class Engine:
         General) have rules and never get here; a covered maker's names all have rules, so an unknown name
         is never flagged."""
         for key, value in unlisted:
-            name = clean_company_name(value)
+            name = clean_company_name(value, self.ruleset.names)
             if name is None:
                 continue
             hit = Hit(

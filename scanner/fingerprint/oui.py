@@ -7,29 +7,11 @@ collapsing whitespace and case), never by substring: "Shanghai Dahua Scale Facto
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from scanner.model import DEVICE_TYPES
-
-if TYPE_CHECKING:
-    from scanner.fingerprint.rules import Maker
-
-_HEX = re.compile(r"[0-9a-f]{12}")
-_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-
-
-def normalise_mac(value: str) -> str | None:
-    """`44-19-B6-12-34-56`, `4419.b612.3456`, `4419b6123456` -> `44:19:b6:12:34:56`; None if not a MAC."""
-    digits = re.sub(r"[\s:.\-]", "", value.strip().lower())
-    if len(digits) != 12 or not _HEX.fullmatch(digits):
-        return None
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+from scanner.fingerprint.schema import OuiDoc, RuleError, read_doc
 
 
 def fold(name: str) -> str:
@@ -105,84 +87,53 @@ class OuiTable:
         return hit
 
 
-def _fail(file: str, rule: str | None, reason: str) -> Exception:
-    from scanner.fingerprint.rules import RuleError
-
-    return RuleError(file, rule, reason)
-
-
-def load_oui(path: Path, makers: Mapping[str, Maker]) -> OuiTable:
+def load_oui(path: Path, makers: Mapping[str, object]) -> tuple[OuiTable, bytes]:
+    """(the OUI table, the bytes it was read from); RuleError for an entry that names no canonical maker, a
+    registry name mapped twice, or a look-alike that is also mapped."""
     name = path.name
-    with path.open(encoding="utf-8") as fh:
-        try:
-            doc: Any = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise _fail(name, None, f"not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("makers"), list):
-        raise _fail(name, None, "expected a mapping with a 'makers' list")
+    doc, data = read_doc(path, OuiDoc)
     rules: list[OuiRule] = []
     by_name: dict[str, OuiRule] = {}
-    for raw in doc["makers"]:
-        if not isinstance(raw, dict):
-            raise _fail(name, None, f"bad entry {raw!r}")
-        rid = raw.get("id")
-        if not isinstance(rid, str) or not _RULE_ID.match(rid):
-            raise _fail(name, str(rid), "rule id must be lower-case [a-z0-9.-]")
-        maker = raw.get("manufacturer")
-        if maker not in makers:
-            raise _fail(name, rid, f"{maker!r} is not a canonical maker (fingerprints/makers.yaml)")
-        names = raw.get("registry_names")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise _fail(name, rid, "registry_names must be a non-empty list of strings")
-        brand = raw.get("brand")
-        if brand is not None and brand not in makers:
-            raise _fail(name, rid, f"brand {brand!r} is not a canonical maker (fingerprints/makers.yaml)")
-        dtype = raw.get("device_type")
-        if dtype is not None and dtype not in DEVICE_TYPES:
-            raise _fail(name, rid, f"device_type {dtype!r} is not one of {sorted(DEVICE_TYPES)}")
-        conf = raw.get("confidence", 0.85)
-        if not isinstance(conf, (int, float)) or not 0.5 <= float(conf) <= 0.99:
-            raise _fail(name, rid, f"confidence must be in 0.5..0.99, not {conf!r}")
-        source = raw.get("source")
-        if not isinstance(source, str) or not source.strip():
-            raise _fail(name, rid, "every rule needs a 'source'")
-        examples = raw.get("examples")
-        if not isinstance(examples, list) or not examples:
-            raise _fail(name, rid, "every rule needs at least one example MAC")
+    for raw in doc.makers:
+        rid = raw.id
+        for maker, what in ((raw.manufacturer, ""), (raw.brand, "brand ")):
+            if maker is not None and maker not in makers:
+                raise RuleError(name, rid, f"{what}{maker!r} is not a canonical maker (fingerprints/makers.yaml)")
+        if not raw.source.strip():
+            raise RuleError(name, rid, "every rule needs a 'source'")
+        if any(r.id == rid for r in rules):
+            raise RuleError(name, rid, "rule id used twice in the file")
         rule = OuiRule(
             id=rid,
-            manufacturer=str(maker),
-            brand=brand,
-            registry_names=tuple(names),
-            device_type=dtype,
-            confidence=float(conf),
-            source=source.strip(),
-            examples=tuple(str(e) for e in examples),
+            manufacturer=raw.manufacturer,
+            brand=raw.brand,
+            registry_names=tuple(raw.registry_names),
+            device_type=raw.device_type,
+            confidence=float(raw.confidence),
+            source=raw.source.strip(),
+            examples=tuple(raw.examples),
         )
-        if any(r.id == rid for r in rules):
-            raise _fail(name, rid, "rule id used twice in the file")
-        for n in names:
+        for n in raw.registry_names:
             if fold(n) in by_name:
-                raise _fail(name, rid, f"registry name {n!r} is also mapped by {by_name[fold(n)].id}")
+                raise RuleError(name, rid, f"registry name {n!r} is also mapped by {by_name[fold(n)].id}")
             by_name[fold(n)] = rule
         rules.append(rule)
     lookalikes: list[Lookalike] = []
-    for raw in doc.get("lookalikes") or []:
-        if not isinstance(raw, dict) or not isinstance(raw.get("registry_name"), str):
-            raise _fail(name, None, f"bad look-alike {raw!r}")
-        if fold(raw["registry_name"]) in by_name:
-            raise _fail(name, raw["registry_name"], "a look-alike cannot also be mapped to a maker")
+    for lk in doc.lookalikes:
+        if fold(lk.registry_name) in by_name:
+            raise RuleError(name, lk.registry_name, "a look-alike cannot also be mapped to a maker")
         lookalikes.append(
             Lookalike(
-                registry_name=raw["registry_name"],
-                not_maker=str(raw.get("not", "")),
-                note=str(raw.get("note", "")),
-                examples=tuple(str(e) for e in raw.get("examples") or []),
+                registry_name=lk.registry_name,
+                not_maker=lk.not_maker,
+                note=lk.note or "",
+                examples=tuple(lk.examples),
             )
         )
-    return OuiTable(
+    table = OuiTable(
         rules=rules,
         lookalikes=lookalikes,
         by_name=by_name,
         lookalike_names={fold(lk.registry_name): lk for lk in lookalikes},
     )
+    return table, data

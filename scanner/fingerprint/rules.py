@@ -1,51 +1,40 @@
-"""Load, validate and compile the fingerprint rule files in fingerprints/.
+"""Load, validate and compile the knowledge files in fingerprints/ into a RuleSet.
 
-A broken file is refused at load with its file, rule id and reason (RuleError); nothing in a rule file
-is evaluated, patterns are only compiled. See fingerprints/README.md for the format.
+The file formats are pydantic models in schema.py (structure, field types, unknown fields refused); this
+module checks meaning (canonical maker names, patterns that compile, named groups, keys the file declares)
+and compiles. A broken file is refused at load with its file, rule id and reason (RuleError); nothing in a
+rule file is evaluated, patterns are only compiled. Every file loaded is recorded as a KnowledgeRef (kind,
+name, origin, SHA-256 of the bytes parsed) for the report's `scan.knowledge`. See fingerprints/README.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from scanner._data import data_dir
-from scanner.model import DEVICE_TYPES
-
-SPECIAL_FILES = frozenset({"makers.yaml", "oem.yaml", "oui.yaml"})
-_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-_GROUPS = frozenset({"model", "firmware"})
-_RULE_FIELDS = frozenset(
-    {
-        "id",
-        "match",
-        "keys",
-        "manufacturer",
-        "brand",
-        "candidates",
-        "device_type",
-        "confidence",
-        "source",
-        "examples",
-        "counter_examples",
-        "note",
-    }
+from scanner.fingerprint.oui import OuiTable, load_oui
+from scanner.fingerprint.schema import (
+    ExampleDoc,
+    MakersDoc,
+    NamesDoc,
+    OemDoc,
+    RuleDoc,
+    RuleError,
+    RuleFileDoc,
+    read_doc,
+    sha256_file,
 )
-DEFAULT_CONFIDENCE = 0.8
+from scanner.model import KnowledgeRef
 
+__all__ = ["RuleError", "RuleSet", "load_ruleset"]
 
-class RuleError(ValueError):
-    """A rule file that cannot be used, with where and why."""
-
-    def __init__(self, file: str, rule: str | None, reason: str) -> None:
-        self.file, self.rule, self.reason = file, rule, reason
-        where = f"{file}: rule {rule!r}" if rule else file
-        super().__init__(f"{where}: {reason}")
+SPECIAL_FILES = frozenset({"makers.yaml", "oem.yaml", "oui.yaml", "names.yaml"})
+_GROUPS = frozenset({"model", "firmware"})
+SHIPPED = "shipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +99,26 @@ def key_matches(pattern: str, key: str) -> bool:
     return pattern == key
 
 
+@dataclass(frozen=True, slots=True)
+class Names:
+    """fingerprints/names.yaml compiled: how an unknown stated manufacturer name is cleaned."""
+
+    company_suffix: re.Pattern[str]
+    place_prefix: re.Pattern[str] | None
+    placeholders: frozenset[str]
+
+
 @dataclass(slots=True)
 class RuleSet:
-    """Every rule file, compiled once, plus the maker list and the OEM table."""
+    """Every rule file, compiled once, plus the maker list, the OEM table, the OUI table and the name words;
+    `knowledge` lists each file loaded, in load order."""
 
     files: list[RuleFile]
     makers: dict[str, Maker]
     oem: list[OemLink]
-    oui: Any = None  # scanner.fingerprint.oui.OuiTable, set by load_ruleset
+    oui: OuiTable | None = None
+    names: Names | None = None
+    knowledge: list[KnowledgeRef] = field(default_factory=list)
     _by_key: dict[str, list[list[Rule]]] = field(default_factory=dict)
 
     @property
@@ -139,182 +140,136 @@ class RuleSet:
     def camera_makers(self) -> list[str]:
         return sorted(m.name for m in self.makers.values() if m.kind in ("camera", "mixed"))
 
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise RuleError(path.name, None, f"not valid YAML: {exc}") from exc
+    def digest(self) -> str:
+        """SHA-256 over what was loaded: one line per knowledge file (kind, origin, name, sha256; tab
+        separated), in load order. Anyone can recompute it from the report's `scan.knowledge`."""
+        return knowledge_digest(self.knowledge)
 
 
-def load_makers(path: Path) -> dict[str, Maker]:
-    doc = _read_yaml(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("makers"), list):
-        raise RuleError(path.name, None, "expected a mapping with a 'makers' list")
+def knowledge_digest(refs: Iterable[KnowledgeRef]) -> str:
+    lines = "\n".join(f"{k.kind}\t{k.origin}\t{k.name}\t{k.sha256}" for k in refs)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def load_makers(doc: MakersDoc, file: str) -> dict[str, Maker]:
     makers: dict[str, Maker] = {}
-    for entry in doc["makers"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise RuleError(path.name, None, f"bad maker entry {entry!r}")
-        name = entry["name"]
-        kind = entry.get("kind", "camera")
-        if kind not in ("camera", "mixed", "other"):
-            raise RuleError(path.name, name, f"kind must be camera, mixed or other, not {kind!r}")
+    folded: dict[str, str] = {}
+    for entry in doc.makers:
+        name = entry.name
         if name in makers:
-            raise RuleError(path.name, name, "maker listed twice")
-        folded = {m.casefold(): m for m in makers}
+            raise RuleError(file, name, "maker listed twice")
         if name.casefold() in folded:
-            raise RuleError(path.name, name, f"same maker as {folded[name.casefold()]!r} with another spelling")
-        makers[name] = Maker(name=name, kind=kind, covered=bool(entry.get("covered", False)))
+            raise RuleError(file, name, f"same maker as {folded[name.casefold()]!r} with another spelling")
+        folded[name.casefold()] = name
+        makers[name] = Maker(name=name, kind=entry.kind, covered=entry.covered)
     return makers
 
 
-def load_oem(path: Path, makers: Mapping[str, Maker]) -> list[OemLink]:
-    if not path.exists():
-        return []
-    doc = _read_yaml(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get("relationships"), list):
-        raise RuleError(path.name, None, "expected a mapping with a 'relationships' list")
+def load_oem(doc: OemDoc, file: str, makers: Mapping[str, Maker]) -> list[OemLink]:
     links: list[OemLink] = []
-    for entry in doc["relationships"]:
-        if not isinstance(entry, dict):
-            raise RuleError(path.name, None, f"bad entry {entry!r}")
-        brand, maker = entry.get("brand"), entry.get("maker")
-        rel = entry.get("relationship")
-        for name in (brand, maker):
+    for entry in doc.relationships:
+        for name in (entry.brand, entry.maker):
             if name not in makers:
-                raise RuleError(path.name, f"{brand}->{maker}", f"{name!r} is not in makers.yaml")
-        if rel not in ("owned", "affiliate_historic", "oem_reported"):
-            raise RuleError(path.name, f"{brand}->{maker}", f"unknown relationship {rel!r}")
-        if not entry.get("source"):
-            raise RuleError(path.name, f"{brand}->{maker}", "a relationship needs a source")
+                raise RuleError(file, f"{entry.brand}->{entry.maker}", f"{name!r} is not in makers.yaml")
         links.append(
             OemLink(
-                brand=str(brand),
-                maker=str(maker),
-                relationship=str(rel),
-                valid_from=_opt_str(entry.get("valid_from")),
-                valid_until=_opt_str(entry.get("valid_until")),
-                source=str(entry["source"]),
-                note=_opt_str(entry.get("note")),
+                brand=entry.brand,
+                maker=entry.maker,
+                relationship=entry.relationship,
+                valid_from=_opt_str(entry.valid_from),
+                valid_until=_opt_str(entry.valid_until),
+                source=entry.source,
+                note=entry.note,
             )
         )
     return links
 
 
-def _opt_str(v: Any) -> str | None:
+def load_names(doc: NamesDoc, file: str) -> Names:
+    def alternation(words: list[str], what: str) -> str:
+        for w in words:
+            try:
+                re.compile(w)
+            except re.error as exc:
+                raise RuleError(file, w, f"bad {what} pattern: {exc}") from None
+        return "|".join(f"(?:{w})" for w in words)
+
+    places = [re.escape(w) for w in doc.place_prefixes]
+    return Names(
+        company_suffix=re.compile(
+            r"(?i)[\s,.]+(?:" + alternation(doc.company_suffixes, "company suffix") + r")\.?$"
+        ),
+        place_prefix=re.compile(r"(?i)^(?:" + "|".join(places) + r")\s+") if places else None,
+        placeholders=frozenset(w.casefold() for w in doc.placeholders),
+    )
+
+
+def _opt_str(v: object) -> str | None:
     return None if v is None else str(v)
 
 
-def _str_list(v: Any, file: str, rule: str, what: str) -> tuple[str, ...]:
+def _str_tuple(v: str | list[str] | None) -> tuple[str, ...]:
     if v is None:
         return ()
-    if isinstance(v, str):
-        return (v,)
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return tuple(v)
-    raise RuleError(file, rule, f"{what} must be a string or a list of strings")
+    return (v,) if isinstance(v, str) else tuple(v)
 
 
-def _parse_example(raw: Any, file: str, rule: str) -> Example:
-    if isinstance(raw, str):
-        return Example(raw, {})
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return Example(str(raw), {})
-    if isinstance(raw, dict) and "value" in raw:
-        expect: dict[str, str | None] = {}
-        for k, v in raw.items():
-            if k == "value":
-                continue
-            if k not in _GROUPS:
-                raise RuleError(file, rule, f"example field {k!r} is not one of {sorted(_GROUPS)}")
-            expect[k] = None if v is None else str(v)
-        return Example(str(raw["value"]), expect)
-    raise RuleError(file, rule, f"bad example {raw!r}: a string or a mapping with 'value'")
+def _example(raw: str | int | float | ExampleDoc) -> Example:
+    if isinstance(raw, ExampleDoc):
+        expect = {k: getattr(raw, k) for k in sorted(raw.model_fields_set - {"value"})}
+        return Example(str(raw.value), expect)
+    return Example(str(raw), {})
 
 
-def parse_rule(raw: Any, file: str, family: str, file_keys: tuple[str, ...], makers: Mapping[str, Maker]) -> Rule:
-    if not isinstance(raw, dict):
-        raise RuleError(file, None, f"a rule must be a mapping, got {raw!r}")
-    rid = raw.get("id")
-    if not isinstance(rid, str) or not _RULE_ID.match(rid):
-        raise RuleError(file, str(rid), "rule id must be lower-case [a-z0-9.-]")
-    unknown = set(raw) - _RULE_FIELDS
-    if unknown:
-        raise RuleError(file, rid, f"unknown field(s) {sorted(unknown)}")
-    pat = raw.get("match")
-    if not isinstance(pat, str) or not pat:
-        raise RuleError(file, rid, "missing 'match' pattern")
+def compile_rule(raw: RuleDoc, file: str, family: str, file_keys: tuple[str, ...], makers: Mapping[str, Maker]) -> Rule:
+    rid = raw.id
     try:
-        pattern = re.compile(pat)
+        pattern = re.compile(raw.match)
     except re.error as exc:
-        raise RuleError(file, rid, f"bad pattern: {exc}") from exc
+        raise RuleError(file, rid, f"bad pattern: {exc}") from None
     bad_groups = set(pattern.groupindex) - _GROUPS
     if bad_groups:
         raise RuleError(file, rid, f"named groups must be model or firmware, not {sorted(bad_groups)}")
-    keys = _str_list(raw.get("keys"), file, rid, "keys") or file_keys
+    keys = _str_tuple(raw.keys) or file_keys
     for k in keys:
         if not any(key_matches(fk, k) or fk == k for fk in file_keys):
             raise RuleError(file, rid, f"key {k!r} is not among the file's keys {list(file_keys)}")
-    manufacturer = raw.get("manufacturer")
-    brand = raw.get("brand")
-    candidates = _str_list(raw.get("candidates"), file, rid, "candidates")
-    for name in (manufacturer, brand, *candidates):
+    candidates = _str_tuple(raw.candidates)
+    for name in (raw.manufacturer, raw.brand, *candidates):
         if name is not None and name not in makers:
             raise RuleError(file, rid, f"{name!r} is not a canonical maker (fingerprints/makers.yaml)")
-    if candidates and (manufacturer or brand):
+    if candidates and (raw.manufacturer or raw.brand):
         raise RuleError(file, rid, "candidates is for banners that name no single maker: drop manufacturer/brand")
-    device_type = raw.get("device_type")
-    if device_type is not None and device_type not in DEVICE_TYPES:
-        raise RuleError(file, rid, f"device_type {device_type!r} is not one of {sorted(DEVICE_TYPES)}")
-    if not (manufacturer or brand or candidates or device_type or pattern.groupindex):
+    if not (raw.manufacturer or raw.brand or candidates or raw.device_type or pattern.groupindex):
         raise RuleError(file, rid, "the rule asserts nothing (no maker, brand, candidates, type or groups)")
-    confidence = raw.get("confidence", DEFAULT_CONFIDENCE)
-    if not isinstance(confidence, (int, float)) or not 0.5 <= float(confidence) <= 0.99:
-        raise RuleError(file, rid, f"confidence must be a number in 0.5..0.99, not {confidence!r}")
-    source = raw.get("source")
-    if not isinstance(source, str) or not source.strip():
+    if not raw.source.strip():
         raise RuleError(file, rid, "every rule needs a 'source'")
-    examples_raw = raw.get("examples")
-    if not isinstance(examples_raw, list) or not examples_raw:
-        raise RuleError(file, rid, "every rule needs at least one example")
-    examples = tuple(_parse_example(e, file, rid) for e in examples_raw)
-    counters = tuple(str(c) for c in (raw.get("counter_examples") or []))
     return Rule(
         file=file,
         family=family,
         id=rid,
         keys=keys,
         pattern=pattern,
-        manufacturer=manufacturer,
-        brand=brand,
+        manufacturer=raw.manufacturer,
+        brand=raw.brand,
         candidates=candidates,
-        device_type=device_type,
-        confidence=float(confidence),
-        source=source.strip(),
-        examples=examples,
-        counter_examples=counters,
+        device_type=raw.device_type,
+        confidence=float(raw.confidence),
+        source=raw.source.strip(),
+        examples=tuple(_example(e) for e in raw.examples),
+        counter_examples=tuple(str(c) for c in raw.counter_examples),
     )
 
 
-def load_rule_file(path: Path, makers: Mapping[str, Maker]) -> RuleFile:
-    doc = _read_yaml(path)
-    name = path.name
-    if not isinstance(doc, dict):
-        raise RuleError(name, None, "expected a mapping with family, keys and rules")
-    keys = _str_list(doc.get("keys"), name, "", "keys")
+def compile_rule_file(doc: RuleFileDoc, name: str, makers: Mapping[str, Maker]) -> RuleFile:
+    keys = _str_tuple(doc.keys)
     if not keys:
         raise RuleError(name, None, "the file must declare the evidence keys it reads ('keys')")
-    family = doc.get("family") or keys[0]
-    if not isinstance(family, str):
-        raise RuleError(name, None, "family must be a string")
-    raw_rules = doc.get("rules")
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise RuleError(name, None, "expected a non-empty 'rules' list")
+    family = doc.family or keys[0]
     rules: list[Rule] = []
     seen: set[str] = set()
-    for raw in raw_rules:
-        rule = parse_rule(raw, name, family, keys, makers)
+    for raw in doc.rules:
+        rule = compile_rule(raw, name, family, keys, makers)
         if rule.id in seen:
             raise RuleError(name, rule.id, "rule id used twice in the file")
         seen.add(rule.id)
@@ -327,22 +282,43 @@ def rule_paths(directory: Path) -> list[Path]:
 
 
 def load_ruleset(directory: Path | None = None, extra_dirs: Iterable[Path] = ()) -> RuleSet:
-    """Load and compile fingerprints/ (and any council's own directories, read after it)."""
-    from scanner.fingerprint.oui import load_oui  # local: oui pulls in netaddr
+    """Load and compile fingerprints/ (or `directory`), then any council's own directories, read after it.
 
+    Extra directories hold rule files only; the maker list, OEM, OUI and name tables are camscan's."""
     base = directory or data_dir("fingerprints")
-    makers = load_makers(base / "makers.yaml")
-    oem = load_oem(base / "oem.yaml", makers)
-    files = [load_rule_file(p, makers) for p in rule_paths(base)]
-    for extra in extra_dirs:
-        files.extend(load_rule_file(p, makers) for p in rule_paths(extra))
+    base_origin = SHIPPED if directory is None or base.resolve() == data_dir("fingerprints").resolve() else str(base)
+    knowledge: list[KnowledgeRef] = []
+
+    def record(kind: str, path: Path, data: bytes, origin: str) -> None:
+        knowledge.append(KnowledgeRef(kind=kind, name=path.name, origin=origin, sha256=sha256_file(data)))
+
+    makers_doc, data = read_doc(base / "makers.yaml", MakersDoc)
+    record("makers", base / "makers.yaml", data, base_origin)
+    makers = load_makers(makers_doc, "makers.yaml")
+    oem: list[OemLink] = []
+    if (base / "oem.yaml").exists():
+        oem_doc, data = read_doc(base / "oem.yaml", OemDoc)
+        record("oem", base / "oem.yaml", data, base_origin)
+        oem = load_oem(oem_doc, "oem.yaml", makers)
+    names = None
+    if (base / "names.yaml").exists():
+        names_doc, data = read_doc(base / "names.yaml", NamesDoc)
+        record("names", base / "names.yaml", data, base_origin)
+        names = load_names(names_doc, "names.yaml")
+    files: list[RuleFile] = []
+    for origin, directory_ in [(base_origin, base), *((str(d), Path(d)) for d in extra_dirs)]:
+        for path in rule_paths(directory_):
+            doc, data = read_doc(path, RuleFileDoc)
+            files.append(compile_rule_file(doc, path.name, makers))
+            record("rules", path, data, origin)
     families: dict[str, str] = {}
     for f in files:
         if f.family in families:
             raise RuleError(f.name, None, f"family {f.family!r} is also used by {families[f.family]}")
         families[f.family] = f.name
-    ruleset = RuleSet(files=files, makers=makers, oem=oem)
+    ruleset = RuleSet(files=files, makers=makers, oem=oem, names=names, knowledge=knowledge)
     oui_path = base / "oui.yaml"
     if oui_path.exists():
-        ruleset.oui = load_oui(oui_path, makers)
+        ruleset.oui, data = load_oui(oui_path, makers)
+        record("oui", oui_path, data, base_origin)
     return ruleset

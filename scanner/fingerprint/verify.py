@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scanner.fingerprint.oui import fold, normalise_mac, registry_org
+from scanner.fingerprint.oui import fold, registry_org
 from scanner.fingerprint.rules import Rule, RuleSet, key_matches
+from scanner.model import normalise_mac
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from scanner.errors import CamscanError
 from scanner.lab.persona import PERSONA_DIR, Persona, persona_files
 
 PREFIX = "camscan-"
@@ -36,7 +37,7 @@ READY_TIMEOUT = 30.0
 STALE_AFTER = 60.0  # a lab with no persona process, older than this, is a crashed one
 
 
-class LabError(RuntimeError):
+class LabError(CamscanError, RuntimeError):
     pass
 
 

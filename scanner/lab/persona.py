@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from scanner.errors import CamscanError
+
 PERSONA_DIR = Path(__file__).resolve().parent / "personas"
 
 
@@ -160,7 +162,7 @@ class Persona(_M):
         return "127.77.0." + self.ip.rsplit(".", 1)[1]
 
 
-class PersonaError(ValueError):
+class PersonaError(CamscanError, ValueError):
     pass
 
 

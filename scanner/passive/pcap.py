@@ -39,13 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from scanner.camera_ports import BANNER_KINDS
 from scanner.discovery import dhip, mdns, sadp, ssdp, wsd
-from scanner.fingerprint.oui import normalise_mac
-from scanner.model import Evidence
-from scanner.netctx import Observation, evidence
+from scanner.errors import CamscanError
+from scanner.model import Evidence, Host, Observation, evidence, merge_observations, normalise_mac
 from scanner.probes import banner, http, rtsp, tls
 from scanner.probes.http import ParsedResponse, _head_end, parse_response
-from scanner.report.build import Host
 
 CHUNK = 4 << 20  # bytes read from the file at a time
 MAX_RECORD = 256 * 1024  # a captured packet longer than this is a corrupt header (tcpdump's maximum snaplen)
@@ -85,12 +84,12 @@ LINK_RAW_ALIASES = frozenset({12, 14, LINK_RAW, 228})  # DLT_RAW on some BSDs, L
 SUPPORTED_LINKS = frozenset({LINK_NULL, LINK_ETHERNET, LINK_LOOP, LINK_SLL, LINK_SLL2} | LINK_RAW_ALIASES)
 
 UDP_PORTS = frozenset({67, 68, 1900, 3702, 5353, 37020, 37810})
-BANNER_KINDS = banner.PORT_KINDS  # {21: ftp, 22: ssh, 23: telnet}
+
 
 Sink = Callable[[bytes, int, int, int, float], None]  # (chunk, offset, captured length, link type, time)
 
 
-class CaptureError(ValueError):
+class CaptureError(CamscanError, ValueError):
     """A capture that cannot be read at all (not pcap or pcapng, header cut or corrupt), with the offset."""
 
     def __init__(self, path: str, offset: int, message: str) -> None:
@@ -1031,10 +1030,8 @@ class Analyzer:
     # -- the end
 
     def hosts(self) -> list[Host]:
-        """Close every open flow, then one Host per device: by address, joined by MAC (scanner.scan.merge);
+        """Close every open flow, then one Host per device: by address, joined by MAC (model.merge_observations);
         DHCP clients whose address never showed become hosts of their MAC alone."""
-        from scanner.scan import merge
-
         for key in list(self.flows):
             self._close(key)
         self.proxies = {mac for mac, ips in self.mac_ips.items() if len(ips) > PROXY_ARP}
@@ -1062,7 +1059,7 @@ class Analyzer:
         for ip, found_here in self.evidence.items():
             claimed = macs.get(ip) or next((e.value for e in found_here.values() if e.key == "mac"), None)
             observations.append(Observation(ip, list(found_here.values()), normalise_mac(claimed) if claimed else None))
-        hosts = merge(observations)
+        hosts = merge_observations(observations)
         by_mac = {h.mac: h for h in hosts if h.mac}
         for orphan in orphans:
             if orphan.mac in by_mac:

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from scanner._data import data_dir
-from scanner.model import Device, Evidence, Finding, PackRef, Severity
+from scanner.errors import CamscanError
+from scanner.model import Device, Evidence, Finding, KnowledgeRef, PackRef, Severity
 from scanner.policy.conditions import Condition, ConditionError, compile_condition
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -44,7 +45,7 @@ _RULE_FIELDS = {"id", "title", "severity", "tier", "citations", "remediation", "
 OUTCOMES = ("finding", "note")
 
 
-class PackError(ValueError):
+class PackError(CamscanError, ValueError):
     def __init__(self, file: str, rule: str | None, reason: str) -> None:
         self.file, self.rule, self.reason = file, rule, reason
         super().__init__(f"{file}: rule {rule!r}: {reason}" if rule else f"{file}: {reason}")
@@ -94,10 +95,15 @@ class Pack:
     header: Mapping[str, Any]
     rules: tuple[PolicyRule, ...]
     examples: tuple[PackExample, ...]
+    origin: str = "shipped"  # or the directory a council's pack was loaded from
 
     @property
     def ref(self) -> PackRef:
         return PackRef(id=self.id, version=self.version, sha256=self.sha256)
+
+    @property
+    def knowledge(self) -> KnowledgeRef:
+        return KnowledgeRef(kind="policy", name=self.file, origin=self.origin, version=self.version, sha256=self.sha256)
 
     def notes(self, device: Device) -> list[str]:
         """Advisories of `outcome: note` rules: things a person should check that are not findings."""
@@ -167,7 +173,7 @@ def _device(raw: Any, file: str, name: str) -> Device:
         raise PackError(file, None, f"example {name!r}: bad device: {exc}") from None
 
 
-def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
+def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped") -> Pack:
     name = path.name
     data = path.read_bytes()
     try:
@@ -262,6 +268,7 @@ def load_pack(path: Path, makers: Mapping[str, object]) -> Pack:
         header=head,
         rules=tuple(rules),
         examples=tuple(examples),
+        origin=origin,
     )
 
 
@@ -272,12 +279,14 @@ def load_packs(
     directory: Path | None = None,
 ) -> list[Pack]:
     """The shipped packs plus any council's own; `only` narrows to those ids (unknown ids are an error)."""
-    paths = sorted((directory or data_dir("policies")).glob("*.yaml"))
+    base = directory or data_dir("policies")
+    origin = "shipped" if directory is None else str(directory)
+    paths = [(p, origin) for p in sorted(base.glob("*.yaml"))]
     for d in extra_dirs:
-        paths.extend(sorted(Path(d).glob("*.yaml")))
+        paths.extend((p, str(d)) for p in sorted(Path(d).glob("*.yaml")))
     packs: list[Pack] = []
-    for p in paths:
-        pack = load_pack(p, makers)
+    for p, where in paths:
+        pack = load_pack(p, makers, where)
         if any(q.id == pack.id for q in packs):
             raise PackError(p.name, None, f"pack id {pack.id!r} is already used by another pack")
         packs.append(pack)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from scanner.model import Evidence
-from scanner.netctx import ScanContext, evidence
+from scanner.camera_ports import BANNER_KINDS
+from scanner.model import Evidence, evidence
+from scanner.netctx import ScanContext
 from scanner.probes.http import close_writer
 
-PORT_KINDS = {21: "ftp", 22: "ssh", 23: "telnet"}
+PORT_KINDS = BANNER_KINDS  # {21: ftp, 22: ssh, 23: telnet}, from the port table
 TELNET_BYTES = 256
 MAX_LINE = 1024  # an SSH identification line is at most 255 bytes (RFC 4253); FTP greetings are short
 MAX_READ = 4096  # raw bytes read from a telnet service (negotiation included)

@@ -26,8 +26,8 @@ from urllib.parse import urljoin, urlsplit
 import mmh3
 
 from scanner import __version__
-from scanner.model import Evidence
-from scanner.netctx import ScanContext, evidence, unique_evidence
+from scanner.model import Evidence, evidence, unique_evidence
+from scanner.netctx import ScanContext
 
 SOURCE = "http"
 USER_AGENT = f"camscan/{__version__}"

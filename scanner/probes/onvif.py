@@ -23,8 +23,8 @@ from typing import Any
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from scanner.model import Evidence
-from scanner.netctx import Credentials, ScanContext, evidence
+from scanner.model import Evidence, evidence
+from scanner.netctx import Credentials, ScanContext
 from scanner.probes.http import MAX_HEAD, close_writer, parse_response, read_message
 
 SOURCE = "onvif"

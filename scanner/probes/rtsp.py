@@ -11,8 +11,8 @@ import asyncio
 import time
 
 from scanner import __version__
-from scanner.model import Evidence
-from scanner.netctx import ScanContext, evidence
+from scanner.model import Evidence, evidence
+from scanner.netctx import ScanContext
 from scanner.probes.http import ParsedResponse, close_writer, parse_response, read_message
 
 SOURCE = "rtsp"

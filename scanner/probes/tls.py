@@ -9,8 +9,8 @@ import ssl
 
 from cryptography import x509
 
-from scanner.model import Evidence
-from scanner.netctx import ScanContext, evidence
+from scanner.model import Evidence, evidence
+from scanner.netctx import ScanContext
 from scanner.probes.http import close_writer, insecure_tls_context
 
 SOURCE = "tls"

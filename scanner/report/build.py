@@ -3,77 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from scanner import __version__
 from scanner.fingerprint.engine import Engine
-from scanner.fingerprint.oui import normalise_mac
-from scanner.identify import read_lines
-from scanner.model import Device, Evidence, InputRef, ScanMetadata, ScanReport, Summary, cap_value
+from scanner.knowledge import Knowledge
+from scanner.model import Device, Evidence, Host, InputRef, ScanMetadata, ScanReport, Summary, normalise_mac
 from scanner.policy.packs import Pack
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 CAMERA_TYPES = frozenset({"camera", "recorder", "encoder", "intercom", "access_control"})
-MAX_EVIDENCE_PER_HOST = 2000
-
-
-@dataclass(slots=True)
-class Host:
-    """One host's Evidence, as a backend, a capture or an evidence file gives it."""
-
-    id: str
-    ip: str | None = None
-    mac: str | None = None
-    evidence: list[Evidence] = field(default_factory=list)
-    other_ips: list[str] = field(default_factory=list)  # the same device (same MAC) seen on more addresses
-
-
-def read_hosts(stream: IO[str], name: str, errors: list[str]) -> Iterator[Host]:
-    """Hosts from Evidence lines (`{"id", "ip"?, "mac"?, "evidence": [{key, value, source?}]}`); a bad line
-    becomes an entry in `errors` (with its line number) and is skipped."""
-    for lineno, line in enumerate(read_lines(stream), 1):
-        if line is not None and not line.strip():
-            continue
-        where = f"{name}:{lineno}"
-        if line is None:
-            errors.append(f"{where}: line too long, skipped")
-            continue
-        try:
-            doc = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            errors.append(f"{where}: not valid JSON ({exc.__class__.__name__}), skipped")
-            continue
-        if not isinstance(doc, dict) or not isinstance(doc.get("evidence"), list) or "id" not in doc:
-            errors.append(f"{where}: a host line needs 'id' and an 'evidence' list, skipped")
-            continue
-        evidence: list[Evidence] = []
-        skipped = 0
-        for item in doc["evidence"][:MAX_EVIDENCE_PER_HOST]:
-            if isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("value"), str):
-                key = item["key"][:128]
-                src = item.get("source")
-                evidence.append(
-                    Evidence(key=key, value=cap_value(key, item["value"]), source=src if isinstance(src, str) else None)
-                )
-            else:
-                skipped += 1
-        skipped += max(0, len(doc["evidence"]) - MAX_EVIDENCE_PER_HOST)
-        if skipped:
-            errors.append(f"{where}: {skipped} malformed or excess evidence item(s) skipped")
-        ip, mac = doc.get("ip"), doc.get("mac")
-        yield Host(
-            id=str(doc["id"])[:256],
-            ip=str(ip)[:64] if isinstance(ip, str) else None,
-            mac=normalise_mac(mac) if isinstance(mac, str) else None,
-            evidence=evidence,
-        )
 
 
 def build_device(host: Host, engine: Engine, packs: Iterable[Pack]) -> Device:
@@ -156,30 +100,37 @@ def file_ref(path: Path, kind: str) -> InputRef:
     return InputRef(name=path.name, kind=kind, sha256=h.hexdigest(), size=size)
 
 
-def fingerprints_digest(directory: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(directory.glob("*.yaml")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Who ran the audit, of which site, under what authorisation: printed at the top of every report."""
+
+    site: str | None = None
+    operator: str | None = None
+    authorisation: str | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """What the run did: how it looked (methods, scope), what it read (inputs), what went wrong (errors) and
+    what it could not see (limitations)."""
+
+    methods: list[str]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    scope: list[str] = field(default_factory=list)
+    inputs: list[InputRef] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
 
 
 def build_report(
-    hosts: Iterable[Host],
-    engine: Engine,
-    packs: list[Pack],
-    *,
-    started_at: datetime | None = None,
-    scope: list[str] | None = None,
-    methods: list[str] | None = None,
-    operator: str | None = None,
-    site: str | None = None,
-    authorisation: str | None = None,
-    inputs: list[InputRef] | None = None,
-    errors: list[str] | None = None,
-    limitations: list[str] | None = None,
-    fingerprints_sha256: str | None = None,
+    hosts: Iterable[Host], knowledge: Knowledge, audit: Audit | None = None, run: Run | None = None
 ) -> ScanReport:
-    started = started_at or datetime.now(UTC)
+    """The report of one run: every host identified and assessed against the packs, the devices sorted
+    (flagged first), the summary, and the metadata an auditor needs to check each claim, including every
+    knowledge file the run loaded. The one way every command (scan, pcap, report, demo, the service) builds one."""
+    audit = audit or Audit()
+    run = run or Run(methods=[])
+    engine, packs = knowledge.engine, knowledge.packs
     devices = sort_devices([build_device(h, engine, packs) for h in hosts])
     finished = datetime.now(UTC)
     base = "Informational; not legal advice."
@@ -190,22 +141,23 @@ def build_report(
         version=__version__,
         report_id=str(uuid.uuid4()),
         generated_at=finished,
-        started_at=started,
+        started_at=run.started_at,
         finished_at=finished,
-        scope=scope or [],
-        methods=methods or [],
-        operator=operator,
-        site=site,
-        authorisation=authorisation,
+        scope=list(run.scope),
+        methods=list(run.methods),
+        operator=audit.operator,
+        site=audit.site,
+        authorisation=audit.authorisation,
         packs=[p.ref for p in packs],
-        inputs=inputs or [],
-        fingerprints_sha256=fingerprints_sha256,
+        fingerprints_sha256=knowledge.fingerprints_sha256(),
+        knowledge=knowledge.refs(),
+        inputs=list(run.inputs),
         disclaimer="\n".join(lines),
     )
     return ScanReport(
         scan=meta,
         devices=devices,
         summary=summarise(devices),
-        errors=errors or [],
-        limitations=limitations or [],
+        errors=list(run.errors),
+        limitations=list(run.limitations),
     )

@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scanner.errors import CamscanError
 from scanner.model import Integrity, ScanReport
 
 
-class ReportError(ValueError):
+class ReportError(CamscanError, ValueError):
     pass
 
 

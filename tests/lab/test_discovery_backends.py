@@ -34,7 +34,8 @@ from scanner.lab.responders import ssdp as lab_ssdp
 from scanner.lab.responders import wsd as lab_wsd
 from scanner.lab.responders.base import Context
 from scanner.lab.responders.http import serve
-from scanner.netctx import Observation, ScanContext
+from scanner.model import Observation
+from scanner.netctx import ScanContext
 from scanner.scope import RateLimiter, Scope
 from tests.lab.conftest import LoopThread, stop_process
 

@@ -123,7 +123,7 @@ def test_mac_spellings_are_normalised(shipped_engine, mac: str) -> None:  # type
 
 
 def test_terminal_output_never_carries_escape_sequences() -> None:
-    from scanner.cli import cell, safe
+    from scanner.cli.render import cell, safe
 
     hostile = "DS-2CD\x1b[2J\x1b]0;pwned\x07\u202eevil\r"
     assert safe(hostile) == "DS-2CD\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\r"

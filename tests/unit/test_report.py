@@ -14,9 +14,11 @@ import jsonschema
 import pytest
 
 from scanner._data import data_dir
+from scanner.evidence_lines import read_hosts
+from scanner.knowledge import Knowledge
 from scanner.model import VALUE_CAP, ScanReport
 from scanner.policy.packs import PackError, check_examples, load_pack
-from scanner.report.build import build_report, read_hosts
+from scanner.report.build import Run, build_report
 from scanner.report.csv_export import render_csv
 from scanner.report.diff import diff_reports
 from scanner.report.export import report_document, verify_document
@@ -47,7 +49,8 @@ def hostile_report(shipped_engine, pack, tmp_path_factory: pytest.TempPathFactor
     path = write_hostile(tmp_path_factory.mktemp("ev") / "hostile.jsonl")
     errors: list[str] = []
     with path.open() as fh:
-        return build_report(read_hosts(fh, path.name, errors), shipped_engine, [pack], errors=errors)
+        hosts = list(read_hosts(fh, path.name, errors))
+        return build_report(hosts, Knowledge(shipped_engine, [pack]), run=Run([], errors=errors))
 
 
 def test_test_pack_examples_hold(pack) -> None:  # type: ignore[no-untyped-def]
@@ -56,9 +59,10 @@ def test_test_pack_examples_hold(pack) -> None:  # type: ignore[no-untyped-def]
 
 def test_bad_lines_are_recorded_and_skipped(hostile_report: ScanReport) -> None:
     assert [d.id for d in hostile_report.devices][:1] == ["hostile-1"]
-    assert {d.id for d in hostile_report.devices} == {"hostile-1", "<b onmouseover=alert(1)>bold</b>", "half"}
-    assert any("hostile.jsonl:3: not valid JSON" in e for e in hostile_report.errors)
-    assert any("hostile.jsonl:4: 2 malformed" in e for e in hostile_report.errors)
+    # the same rules as `camscan identify`: a line with a malformed item is refused whole, and said so
+    assert {d.id for d in hostile_report.devices} == {"hostile-1", "<b onmouseover=alert(1)>bold</b>"}
+    assert any(e.startswith("hostile.jsonl:3: not valid JSON") for e in hostile_report.errors)
+    assert "hostile.jsonl:4: evidence[1] needs string 'key' and 'value'; line skipped" in hostile_report.errors
 
 
 def test_huge_values_are_capped_in_the_model(hostile_report: ScanReport) -> None:
@@ -124,7 +128,7 @@ def test_csv_neutralises_formulas_and_caps_cells(hostile_report: ScanReport) -> 
     rows = list(csv.reader(io.StringIO(render_csv(hostile_report))))
     header, body = rows[0], rows[1:]
     assert header[:4] == ["id", "ip", "mac", "manufacturer"]
-    assert len(body) == 3
+    assert len(body) == len(hostile_report.devices) == 2  # the malformed line is skipped (test above)
     for row in body:
         for value in row:
             assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value

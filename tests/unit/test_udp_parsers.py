@@ -7,9 +7,8 @@ import struct
 
 from scanner.discovery import dhip, sadp
 from scanner.discovery.arp import parse_proc_net_arp
-from scanner.model import Evidence
-from scanner.netctx import Observation
-from scanner.scan import merge
+from scanner.model import Evidence, Observation
+from scanner.model import merge_observations as merge
 
 # a ProbeMatch in the form Hikvision firmware 5.x sends (fields as in public SADP tools' parsers)
 SADP_REPLY = (
