@@ -1,6 +1,6 @@
 """The records every part of camscan passes around, and the JSON export contract.
 
-Evidence is what was observed (shared/EVIDENCE.md); Identity is what the fingerprint engine concludes
+Evidence is what was observed (docs/evidence.md); Identity is what the fingerprint engine concludes
 from it; a Device is one host with its Identity, Evidence and Findings; a ScanReport is the auditor's
 export. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json and a test
 regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION when you make one.
@@ -46,7 +46,7 @@ class _Strict(BaseModel):
 
 
 class Evidence(_Strict):
-    """One observed (key, value) about a host. Keys are the vocabulary of shared/EVIDENCE.md."""
+    """One observed (key, value) about a host. Keys are the vocabulary of docs/evidence.md."""
 
     key: str = Field(min_length=1, max_length=128)
     value: str
@@ -213,7 +213,7 @@ _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def field_key(prefix: str, name: str) -> str:
-    """The Evidence key of a SADP or DHIP field (EVIDENCE.md): the element or JSON name in lower snake case.
+    """The Evidence key of a SADP or DHIP field (docs/evidence.md): the element or JSON name in lower snake case.
 
     `DeviceDescription` -> `sadp.device_description`, `DeviceSN` -> `sadp.device_sn`, `IPv4Address` ->
     `sadp.ipv4_address`, `MAC` -> `sadp.mac`, `SerialNo` -> `dhip.serial_no`.
