@@ -1,6 +1,6 @@
 """The one reader of Evidence as JSON Lines, for `camscan identify` and `camscan report --evidence`.
 
-One host per line (the contract of shared/EVIDENCE.md):
+One host per line (the contract of docs/evidence.md):
 
     {"id": "h1", "ip": "10.0.0.5", "mac": "44:19:b6:00:00:01",
      "evidence": [{"key": "http.server", "value": "App-webs/", "source": "my-tool"}]}

@@ -1,4 +1,4 @@
-"""`camscan identify`: Evidence in, identities out, as JSON Lines (the contract of shared/EVIDENCE.md).
+"""`camscan identify`: Evidence in, identities out, as JSON Lines (the contract of docs/evidence.md).
 
 Streams: one input line is read, identified and written before the next, so memory stays flat however
 many hosts there are. A bad line gets its own `{"id": ..., "error": ...}` line and the batch goes on.

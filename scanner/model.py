@@ -1,11 +1,11 @@
 """The records every part of camscan passes around, and the JSON export contract: the bottom layer.
 
-Evidence is what was observed (shared/EVIDENCE.md); an Observation is one backend's Evidence about one
+Evidence is what was observed (docs/evidence.md); an Observation is one backend's Evidence about one
 address, and a Host one device's Evidence merged from every backend (`merge_observations`); Identity is
 what the fingerprint engine concludes from it; a Device is one host with its Identity, Evidence and
 Findings; a ScanReport is the auditor's export. This module imports nothing else of camscan: every other
-part may import it. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json and a test
-regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION when you make one.
+part may import it. The JSON Schema of ScanReport is committed at reports/schema/scan-report.schema.json
+and a test regenerates it, so any change to the contract is deliberate: bump SCHEMA_VERSION when you make one.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class _Strict(BaseModel):
 
 
 class Evidence(_Strict):
-    """One observed (key, value) about a host. Keys are the vocabulary of shared/EVIDENCE.md."""
+    """One observed (key, value) about a host. Keys are the vocabulary of docs/evidence.md."""
 
     key: str = Field(min_length=1, max_length=128)
     value: str
@@ -319,7 +319,7 @@ _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def field_key(prefix: str, name: str) -> str:
-    """The Evidence key of a SADP or DHIP field (EVIDENCE.md): the element or JSON name in lower snake case.
+    """The Evidence key of a SADP or DHIP field (docs/evidence.md): the element or JSON name in lower snake case.
 
     `DeviceDescription` -> `sadp.device_description`, `DeviceSN` -> `sadp.device_sn`, `IPv4Address` ->
     `sadp.ipv4_address`, `MAC` -> `sadp.mac`, `SerialNo` -> `dhip.serial_no`.

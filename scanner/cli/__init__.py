@@ -1,6 +1,6 @@
 """The `camscan` command line: one typer app, one module per command group.
 
-    identify.py   identify                  Evidence in, identities out (the EVIDENCE.md contract)
+    identify.py   identify                  Evidence in, identities out (docs/evidence.md)
     scan.py       scan                      active scan of targets -> report
     pcap.py       pcap                      passive audit of captures -> report
     report.py     report, verify, diff, schema

@@ -1,4 +1,4 @@
-"""`camscan identify`: Evidence in, identities out (JSON Lines; the contract of shared/EVIDENCE.md)."""
+"""`camscan identify`: Evidence in, identities out (JSON Lines; the contract of docs/evidence.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Dahua DHDiscover on UDP 37810: a 32-byte 'DHIP' header plus JSON `DHDiscover.search`, to 239.255.255.251
 (and each target); devices answer `client.notifyDevInfo` with model, serial, firmware and vendor. Every
 deviceInfo field with a plain value becomes `dhip.<field>` Evidence (nested objects such as IPv4Address are
-not Evidence keys of EVIDENCE.md and are skipped)."""
+not Evidence keys of docs/evidence.md and are skipped)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ MAX_DESCRIPTION = 256 * 1024
 MAX_HTTP_HEAD = 16384
 MAX_DEVICES = 32  # embedded devices read from one description
 USER_AGENT = "camscan UPnP/1.1"
-# UDA 1.1 §2.3 <device> children -> Evidence keys (EVIDENCE.md)
+# UDA 1.1 §2.3 <device> children -> Evidence keys (docs/evidence.md)
 DESCRIPTION_FIELDS = {
     "manufacturer": "upnp.manufacturer",
     "manufacturerURL": "upnp.manufacturer_url",

@@ -1,6 +1,6 @@
 """Match a host's Evidence against the rules and combine what fired into one Identity.
 
-How evidence combines (the design's "sum of log-odds"):
+How evidence combines (the "sum of log-odds" of docs/architecture.md):
 - Each rule says how sure it alone makes us of a maker (`confidence`, p). Rules in the same family read
   the same kind of evidence and are not independent, so per maker only the strongest rule of each family
   counts; families add up as log-odds: score(maker) = sum over families of max logit(p).
@@ -165,7 +165,7 @@ class Result:
         return list(dict.fromkeys(h.rule for h in self.hits))
 
     def identify_line(self, host_id: object) -> dict[str, object]:
-        """Exactly the `camscan identify` output contract of shared/EVIDENCE.md."""
+        """Exactly the `camscan identify` output contract of docs/evidence.md."""
         return {
             "id": host_id,
             "manufacturer": self.manufacturer,

@@ -32,7 +32,7 @@ from scanner.netctx import ScanContext
 SOURCE = "http"
 USER_AGENT = f"camscan/{__version__}"
 MAX_HEAD = 256 * 1024  # a device may send a 200 kB header; beyond this the head is cut
-MAX_BODY = 64 * 1024  # what `http.body` and the title look at (EVIDENCE.md: first 64 KiB)
+MAX_BODY = 64 * 1024  # what `http.body` and the title look at (docs/evidence.md: first 64 KiB)
 MAX_FAVICON = 256 * 1024  # a favicon larger than this is not hashed (a hash of a cut file is wrong evidence)
 MAX_HEADERS = 200
 MAX_HEADER_VALUE = 8192

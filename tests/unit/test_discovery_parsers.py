@@ -2,7 +2,7 @@
 """The WS-Discovery, SSDP, UPnP and mDNS parsers on bytes: real-looking answers, then hostile ones.
 
 Every capture below is rebuilt from public examples (cited per case) with lab addresses (10.77.0.x) and
-lab MACs; parsers must turn each into the Evidence of shared/EVIDENCE.md and every malformed, truncated,
+lab MACs; parsers must turn each into the Evidence of docs/evidence.md and every malformed, truncated,
 oversized or entity-laden input into [] without raising.
 """
 

@@ -1,4 +1,4 @@
-"""`camscan identify`: the JSON Lines contract of EVIDENCE.md, bad lines included, through the real CLI."""
+"""`camscan identify`: the JSON Lines contract of docs/evidence.md, bad lines included, through the real CLI."""
 
 from __future__ import annotations
 
