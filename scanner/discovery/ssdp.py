@@ -14,9 +14,7 @@ that answered, and the description's fields become `upnp.*` Evidence:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
-import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -28,6 +26,8 @@ from defusedxml.common import DefusedXmlException
 from scanner.discovery.udp import udp_discovery
 from scanner.model import Evidence, Observation, evidence, unique_evidence
 from scanner.netctx import ScanContext
+from scanner.probes import http
+from scanner.probes.http import ParsedResponse
 
 GROUP, PORT = "239.255.255.250", 1900
 SOURCE = "ssdp"
@@ -37,7 +37,6 @@ MAX_HEADERS = 64
 MAX_LOCATION = 1024
 MAX_LOCATIONS_PER_HOST = 4
 MAX_DESCRIPTION = 256 * 1024
-MAX_HTTP_HEAD = 16384
 MAX_DEVICES = 32  # embedded devices read from one description
 USER_AGENT = "camscan UPnP/1.1"
 # UDA 1.1 §2.3 <device> children -> Evidence keys (docs/evidence.md)
@@ -186,79 +185,20 @@ def parse_description(xml: bytes) -> list[Evidence]:
         return []
 
 
-def _dechunk(body: bytes) -> bytes:
-    """Decode a chunked body (RFC 9112 §7.1) as far as it is complete."""
-    out = bytearray()
-    pos = 0
-    while pos < len(body):
-        end = body.find(b"\r\n", pos)
-        if end < 0:
-            break
-        try:
-            size = int(body[pos:end].split(b";", 1)[0].strip() or b"x", 16)
-        except ValueError:
-            break
-        if size <= 0:
-            break
-        out += body[end + 2 : end + 2 + size]
-        pos = end + 2 + size + 2
-    return bytes(out)
-
-
-def parse_http_response(raw: bytes) -> bytes | None:
-    """The body of a 200 answer (chunked decoded), or None."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep or len(head) > MAX_HTTP_HEAD:
+def description_body(resp: ParsedResponse | None) -> bytes | None:
+    """The body of a 200 answer to the description fetch (framing already undone by the HTTP parser)."""
+    if resp is None or resp.status != 200:
         return None
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split()
-    if len(status) < 2 or not status[0].startswith("HTTP/") or status[1] != "200":
-        return None
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return _dechunk(body)
-    length = headers.get("content-length", "")
-    if length.isdigit():
-        body = body[: int(length)]
-    return body
+    return resp.body
 
 
 async def fetch(ctx: ScanContext, host: str, port: int, path: str, tls: bool) -> bytes | None:
-    """GET one description: at most MAX_DESCRIPTION bytes of body, ctx.timeout in all. Never raises."""
-    if not ctx.allowed(host):
-        return None
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\n"
-        "Accept: text/xml, application/xml\r\nConnection: close\r\n\r\n"
-    ).encode()
-    context: ssl.SSLContext | None = None
-    if tls:  # a device's self-signed certificate: we read a public description, we do not trust it
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    await ctx.rate.acquire()
+    """GET one description through the HTTP probe's client (the same TLS leniency, framing and bounds): at
+    most MAX_DESCRIPTION bytes of body, ctx.timeout in all. Never raises."""
     deadline = time.monotonic() + ctx.timeout
-    raw = bytearray()
-    writer: asyncio.StreamWriter | None = None
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context), ctx.timeout)
-        assert writer is not None
-        writer.write(request)
-        await asyncio.wait_for(writer.drain(), max(0.01, deadline - time.monotonic()))
-        while len(raw) < MAX_DESCRIPTION + MAX_HTTP_HEAD:
-            chunk = await asyncio.wait_for(reader.read(65536), max(0.01, deadline - time.monotonic()))
-            if not chunk:
-                break
-            raw += chunk
-    except (OSError, TimeoutError, ssl.SSLError, ValueError):
-        if not raw:
-            return None
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), 0.2)
-    return parse_http_response(bytes(raw[: MAX_DESCRIPTION + MAX_HTTP_HEAD]))
+    limit = http.MAX_HEAD + MAX_DESCRIPTION
+    resp = await http.fetch(ctx, host, port, path, tls=tls, deadline=deadline, limit=limit, max_body=MAX_DESCRIPTION)
+    return description_body(resp)
 
 
 async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:

@@ -405,8 +405,11 @@ def test_hostile_descriptions_give_nothing(name: str) -> None:
         (b"garbage", None),
     ],
 )
-def test_http_response_reader(raw: bytes, body: bytes | None) -> None:
-    assert ssdp.parse_http_response(raw) == body
+def test_description_answer_reader(raw: bytes, body: bytes | None) -> None:
+    """The description fetch reads answers with the HTTP probe's parser: framing undone, non-200 refused."""
+    from scanner.probes.http import parse_response
+
+    assert ssdp.description_body(parse_response(raw, max_body=ssdp.MAX_DESCRIPTION)) == body
 
 
 # ------------------------------------------------------------------------------------------ mDNS
