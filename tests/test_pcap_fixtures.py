@@ -16,7 +16,7 @@ import pytest
 from scanner.knowledge import Knowledge
 from scanner.lab.persona import load_personas
 from scanner.model import Device
-from scanner.passive.pcap import CaptureError, PassiveResult, analyse_captures
+from scanner.passive import CaptureError, PassiveResult, analyse_captures
 from scanner.policy.packs import load_packs
 from scanner.report.build import Run, build_report
 
@@ -69,6 +69,9 @@ BROKEN: dict[str, tuple[str, set[str] | None]] = {
     "broken_wrong_magic.pcap": ("byte 0: unknown magic number 0x0badcafe", None),
     "broken_header_only.pcap": ("byte 0: pcap file header cut short", None),
     "broken_bad_byte_order.pcapng": ("byte 8: pcapng section header with a bad byte-order magic", None),
+    "broken_no_packets.pcap": ("byte 24: no packet could be read from this pcap capture (the capture holds no", None),
+    "broken_no_packets.pcapng": ("byte 48: no packet could be read from this pcapng capture", None),
+    "broken_all_corrupt.pcap": ("byte 24: no packet could be read from this pcap capture (a corrupt record", None),
     "broken_truncated.pcap": ("ends inside the record at byte 2890", {"192.168.10.40", "192.168.10.41"}),
     "broken_corrupt_record.pcap": (
         "1 corrupt record(s) (at byte 393)",
@@ -213,6 +216,25 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert flagged == [*(f"10.77.0.{n}" for n in (11, 12, 13, 14, 21, 22)), "192.168.10.40"]
     assert (tmp_path / "r.html").stat().st_size > 0 and (tmp_path / "r.csv").stat().st_size > 0
     assert camscan("verify", str(out)).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["broken_no_packets.pcap", "broken_all_corrupt.pcap", "broken_no_packets.pcapng"])
+def test_cli_capture_without_one_readable_packet_is_an_error_not_an_empty_report(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc = camscan("pcap", str(PCAPS / name), "--json", str(out))
+    assert proc.returncode == 2 and not out.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {name}: byte ") and "no packet could be read" in lines[0]
+
+
+def test_cli_a_capture_without_packets_next_to_a_good_one_is_named_in_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    empty, good = PCAPS / "broken_no_packets.pcap", PCAPS / "synthetic_dhcp.pcap"
+    proc = camscan("pcap", str(empty), str(good), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert any(e.startswith("broken_no_packets.pcap: byte 24: no packet could be read") for e in doc["errors"])
+    assert any(d["ip"] == "192.168.10.40" for d in doc["devices"])
 
 
 def test_cli_unreadable_capture_exits_2_with_the_offset(tmp_path: Path) -> None:

@@ -42,6 +42,21 @@ def parse_proc_net_arp(text: str, interface: str | None = None) -> dict[str, str
     return out
 
 
+def parse_arp(data: bytes) -> tuple[str, str] | None:
+    """(sender IPv4, sender MAC) of an Ethernet/IPv4 ARP packet (RFC 826); None for anything else, and for
+    a sender address of 0.0.0.0 (an ARP probe, RFC 5227)."""
+    if len(data) < 28 or data[0:2] != b"\x00\x01" or data[2:4] != b"\x08\x00" or data[4] != 6 or data[5] != 4:
+        return None
+    sender = data[14:18]
+    if sender == b"\x00\x00\x00\x00":
+        return None
+    mac = data[8:14]
+    if mac == b"\x00" * 6 or mac == b"\xff" * 6 or mac[0] & 1:
+        return None
+    return socket.inet_ntoa(sender), ":".join(f"{b:02x}" for b in mac)
+
+
+
 def neighbour_table(ctx: ScanContext) -> list[Observation]:
     try:
         text = Path("/proc/net/arp").read_text()

@@ -37,6 +37,7 @@ MAX_FAVICON = 256 * 1024  # a favicon larger than this is not hashed (a hash of 
 MAX_HEADERS = 200
 MAX_HEADER_VALUE = 8192
 READ_CHUNK = 16384
+MAX_MESSAGES = 8  # answers read from one connection (keep-alive, RTSP)
 DEADLINE_FACTOR = 3.0  # the whole probe of one port ends within this many context timeouts
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
@@ -77,7 +78,7 @@ class ParsedResponse:
         return "chunked" in (self.header("Transfer-Encoding") or "").lower()
 
 
-def _head_end(raw: bytes) -> tuple[int, int] | None:
+def head_end(raw: bytes) -> tuple[int, int] | None:
     """(end of the head, start of the body) at the first blank line, CRLF or bare LF; None if none yet."""
     candidates = [(i, i + len(sep)) for sep in (b"\r\n\r\n", b"\n\n", b"\n\r\n") if (i := raw.find(sep)) >= 0]
     return min(candidates) if candidates else None
@@ -125,7 +126,7 @@ def parse_response(raw: bytes, protocol: str = "HTTP/", max_body: int = MAX_BODY
     it goes. Header values are cut at MAX_HEADER_VALUE characters, and at most MAX_HEADERS are kept."""
     resp = ParsedResponse()
     try:
-        bounds = _head_end(raw)
+        bounds = head_end(raw)
         head, body = (raw[: bounds[0]], raw[bounds[1] :]) if bounds else (raw, b"")
         resp.head_complete = bounds is not None
         lines = head.lstrip(b"\r\n").split(b"\n")
@@ -164,10 +165,35 @@ def parse_response(raw: bytes, protocol: str = "HTTP/", max_body: int = MAX_BODY
     return resp
 
 
+def split_responses(raw: bytes, protocol: bytes) -> list[bytes]:
+    """The answers one after another on a connection (HTTP keep-alive, RTSP), framed by Content-Length; an
+    answer without a length (HTTP until close, chunked) is the last one taken."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(raw) and len(out) < MAX_MESSAGES and raw.startswith(protocol, pos):
+        bounds = head_end(raw[pos : pos + MAX_HEAD])
+        if bounds is None:
+            out.append(raw[pos:])
+            break
+        head = parse_response(raw[pos : pos + bounds[1]], protocol.decode())
+        length = head.content_length()
+        if length is None and not head.chunked():
+            bodiless = protocol == b"RTSP/" or (head.status or 0) in (204, 304) or 100 <= (head.status or 0) < 200
+            length = 0 if bodiless else None
+        if length is None:
+            out.append(raw[pos:])
+            break
+        end = pos + bounds[1] + length
+        out.append(raw[pos:end])
+        pos = end
+    return out
+
+
+
 def message_complete(raw: bytes, protocol: str = "HTTP/", until_close: bool = True) -> bool:
     """Whether `raw` holds a whole response (head, and the body its framing announces). Without a length
     or chunking, an HTTP body runs until the peer closes (`until_close`); an RTSP one is empty."""
-    bounds = _head_end(raw)
+    bounds = head_end(raw)
     if bounds is None:
         return False
     resp = parse_response(raw[: bounds[1]], protocol)
@@ -342,7 +368,7 @@ async def read_message(
     if until_close:
         return data, b""
     # a persistent connection (RTSP): split off what belongs to the next message
-    bounds = _head_end(data)
+    bounds = head_end(data)
     if bounds is None:
         return data, b""
     length = parse_response(data[: bounds[1]], protocol).content_length() or 0

@@ -35,6 +35,42 @@ def parse_certificate(der: bytes) -> list[Evidence]:
     return out
 
 
+def leaf_certificate(raw: bytes) -> tuple[bytes | None, bool]:
+    """(the first certificate of the server's Certificate handshake message, whether looking further is
+    useless) from the server's first bytes of a TLS 1.0-1.2 connection (RFC 5246 §6.2, §7.4.2). TLS 1.3
+    encrypts the certificate: after its ServerHello only non-handshake records follow, and the answer is
+    (None, True)."""
+    handshake = bytearray()
+    pos = 0
+    while pos + 5 <= len(raw):
+        ctype, major = raw[pos], raw[pos + 1]
+        length = raw[pos + 3] << 8 | raw[pos + 4]
+        if ctype != 22 or major != 3:
+            return None, True
+        if pos + 5 + length > len(raw):
+            break
+        handshake += raw[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+    i = 0
+    while i + 4 <= len(handshake):
+        mtype = handshake[i]
+        mlen = handshake[i + 1] << 16 | handshake[i + 2] << 8 | handshake[i + 3]
+        if i + 4 + mlen > len(handshake):
+            return None, False
+        if mtype == 11:
+            body = handshake[i + 4 : i + 4 + mlen]
+            if len(body) < 6:
+                return None, True
+            clen = body[3] << 16 | body[4] << 8 | body[5]
+            der = bytes(body[6 : 6 + clen])
+            return (der if len(der) == clen else None), True
+        if mtype == 14:  # ServerHelloDone: this server sent no Certificate (anonymous key exchange)
+            return None, True
+        i += 4 + mlen
+    return None, False
+
+
+
 async def peer_certificate(ctx: ScanContext, ip: str, port: int) -> bytes | None:
     """The DER certificate presented on `ip:port`, or None (closed, silent, not TLS, out of scope)."""
     if not ctx.allowed(ip):
