@@ -69,6 +69,7 @@ def identify_stream_parallel(
 
     global _WORKER_ENGINE
     counts = counts or Counts()
+    engine.warm()
     _WORKER_ENGINE = engine
     lines = _host_lines(src)
     in_flight: deque[Future[list[tuple[str, bool]]]] = deque()

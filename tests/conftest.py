@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,10 @@ import pytest
 from scanner._data import data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# camscan's own data directory (an installed MAC registry, the service's database) is never the developer's:
+# every test, and every camscan process a test starts, sees an empty one of its own.
+os.environ["CAMSCAN_DATA_DIR"] = tempfile.mkdtemp(prefix="camscan-test-data-")
 
 
 @pytest.fixture(scope="session")

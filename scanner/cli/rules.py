@@ -51,16 +51,15 @@ def rules_match(
     rules_dir: RulesDir = None,
 ) -> None:
     """Show which rules one Evidence value fires, and what they conclude (exit 1 when none fires)."""
-    from scanner.fingerprint.oui import registry_org
     from scanner.knowledge import load_engine
     from scanner.model import normalise_mac
 
     engine = load_engine(rules_dir or ())
     result = engine.identify([(key, value)])
     registrant = None
-    if not result.hits and key == "mac":
+    if not result.hits and key == "mac" and engine.ruleset.oui is not None:
         mac = normalise_mac(value)
-        registrant = (registry_org(mac) or "none") if mac else "not a MAC address"
+        registrant = (engine.ruleset.oui.registry.lookup(mac)[0] or "none") if mac else "not a MAC address"
     print_rule_hits(key, value, result, registrant, Console(highlight=False))
     if not result.hits:
         raise typer.Exit(1)

@@ -220,6 +220,11 @@ class Engine:
             if link.relationship == "owned":
                 self._owner.setdefault(link.brand, link)
 
+    def warm(self) -> None:
+        """Load what is loaded lazily (the MAC registry) now: before forking workers, so they share it."""
+        if self.ruleset.oui is not None:
+            _ = self.ruleset.oui.registry.blocks
+
     # -- matching ---------------------------------------------------------------------------------
     def match(self, key: str, value: str) -> tuple[Hit, ...]:
         """Every rule that fires on one Evidence value: the first match of each rule file, plus the

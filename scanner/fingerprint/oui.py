@@ -1,36 +1,25 @@
-"""MAC address -> maker, through the IEEE MA-L registry that netaddr bundles and a reviewed table.
+"""MAC address -> maker, through the IEEE registry (registry.py) and a reviewed table.
 
-The registry says who registered an OUI ("Hangzhou Hikvision Digital Technology Co.,Ltd."); the table in
-fingerprints/oui.yaml says which canonical maker that registrant is. Names are compared exactly (after
-collapsing whitespace and case), never by substring: "Shanghai Dahua Scale Factory" is not Dahua.
+The registry says who registered an address block ("Hangzhou Hikvision Digital Technology Co.,Ltd."); the
+table in fingerprints/oui.yaml says which canonical maker that registrant is. Names are compared exactly
+(after collapsing whitespace and case), never by substring: "Shanghai Dahua Scale Factory" is not Dahua.
+A registry update can bring names the table does not know yet: `audit` lists the ones that look like a
+known maker, so a new block of a covered maker is never dropped silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scanner.fingerprint.registry import Registry
 from scanner.fingerprint.schema import OuiDoc, RuleError, read_doc
 
 
 def fold(name: str) -> str:
     return " ".join(name.split()).casefold()
-
-
-def registry_org(mac: str) -> str | None:
-    """The IEEE registrant of a MAC's OUI, or None (locally administered, multicast, MA-M/MA-S, unknown)."""
-    from netaddr import OUI
-    from netaddr.core import NotRegisteredError
-
-    first = int(mac[0:2], 16)
-    if first & 0x03:  # locally administered (randomised phones, VMs) or multicast: no registrant to look up
-        return None
-    try:
-        org = OUI(int(mac[0:2] + mac[3:5] + mac[6:8], 16)).registration(0).org
-    except (NotRegisteredError, IndexError, ValueError):
-        return None
-    return str(org).strip() or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +60,23 @@ class OuiTable:
     lookalikes: list[Lookalike]
     by_name: dict[str, OuiRule]
     lookalike_names: dict[str, Lookalike]
-    _cache: dict[str, tuple[str | None, OuiRule | None]] = field(default_factory=dict)
+    registry: Registry
+    _by_registrant: dict[str, OuiRule | None] = field(default_factory=dict)
 
     def lookup(self, mac: str) -> tuple[str | None, OuiRule | None]:
-        """(registrant, rule) for a normalised MAC; cached per OUI (the registry lookup costs ~20 us)."""
-        prefix = mac[:8]
-        hit = self._cache.get(prefix)
-        if hit is None:
-            org = registry_org(mac)
-            rule = self.by_name.get(fold(org)) if org else None
-            hit = (org, rule)
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[prefix] = hit
-        return hit
+        """(registrant, rule) for a normalised MAC: the longest registered block's registrant, and the entry
+        of the table that names it (None when the name is not in the table)."""
+        org, _bits = self.registry.lookup(mac)
+        if org is None:
+            return None, None
+        cache = self._by_registrant
+        if org in cache:
+            return org, cache[org]
+        rule = cache[org] = self.by_name.get(fold(org))
+        return org, rule
 
 
-def load_oui(path: Path, makers: Mapping[str, object]) -> tuple[OuiTable, bytes]:
+def load_oui(path: Path, makers: Mapping[str, object], registry: Registry) -> tuple[OuiTable, bytes]:
     """(the OUI table, the bytes it was read from); RuleError for an entry that names no canonical maker, a
     registry name mapped twice, or a look-alike that is also mapped."""
     name = path.name
@@ -135,5 +124,83 @@ def load_oui(path: Path, makers: Mapping[str, object]) -> tuple[OuiTable, bytes]
         lookalikes=lookalikes,
         by_name=by_name,
         lookalike_names={fold(lk.registry_name): lk for lk in lookalikes},
+        registry=registry,
     )
     return table, data
+
+
+# -- the audit: registrant names that look like a known maker but that the table does not classify ----------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+MAX_SPREAD = 12  # a word in more registrant names than this says little about who one of them is
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """A registrant name the table neither maps nor lists as a look-alike, that shares a word with a maker."""
+
+    registrant: str
+    looks_like: str  # the canonical maker it shares a word with
+    word: str
+    covered: bool  # the maker is a covered entity (or a brand it owns or owned)
+    blocks: int
+
+
+def _words(name: str, generic: frozenset[str]) -> set[str]:
+    """The distinctive words of a name: no legal form, trade or place (also when glued: `technologyco`)."""
+    out = set()
+    for w in _WORD.findall(name.casefold()):
+        if w in generic or w.isdigit() or (w.endswith("co") and w[:-2] in generic):
+            continue
+        if w.endswith("ltd") and w[:-3] in generic:
+            continue
+        out.add(w)
+    return out
+
+
+def audit(
+    table: OuiTable, makers: Mapping[str, object], covered: set[str], generic_words: Iterable[str] = ()
+) -> list[Suspect]:
+    """Registrant names in the registry in use that look like a known maker (they share a distinctive word with
+    its canonical name, or with a registrant name the table already maps to it) but are neither mapped nor a
+    look-alike. Words of `generic_words` (names.yaml: legal forms, trades, places) are never a sign.
+    A registry update must never drop a new block of a covered maker silently: the shipped
+    registry is audited by a test, and `camscan oui audit` lists these for a person to review."""
+    generic = frozenset(w.casefold() for w in generic_words)
+    blocks: dict[str, int] = {}
+    for bits_table in table.registry.blocks.values():
+        for name in bits_table.values():
+            blocks[name] = blocks.get(name, 0) + 1
+    spread: dict[str, int] = {}  # in how many registrant names a word appears
+    for name in blocks:
+        for w in _words(name, generic):
+            spread[w] = spread.get(w, 0) + 1
+    keywords: dict[str, str] = {}
+    for maker in makers:  # a maker's own name: a short one (ZTE, LTS) only when it is the whole name
+        for w in _words(maker, generic):
+            if (len(w) >= 4 and spread.get(w, 0) <= MAX_SPREAD) or maker.casefold() == w:
+                keywords.setdefault(w, maker)
+    # A word every mapped name of one (maker, label) shares is the company's own (`hikvision` in both Hikvision
+    # names, `ezviz` in EZVIZ's), a sign when few registrants share it; a word of one name alone (`zhilian`,
+    # "smart link", in Dahua Zhilian) is not.
+    shared: dict[tuple[str, str | None], set[str]] = {}
+    for rule in table.rules:
+        group = (rule.manufacturer, rule.brand)
+        for name in rule.registry_names:
+            words = _words(name, generic)
+            shared[group] = shared[group] & words if group in shared else words
+    for (maker, _brand), words in shared.items():
+        for w in words:
+            if len(w) >= 4 and spread.get(w, 0) <= MAX_SPREAD:
+                keywords.setdefault(w, maker)
+    found: list[Suspect] = []
+    for name, n in blocks.items():
+        folded = fold(name)
+        if folded in table.by_name or folded in table.lookalike_names:
+            continue
+        for w in sorted(_words(name, generic)):
+            like = keywords.get(w)
+            if like is not None:
+                found.append(Suspect(name, like, w, like in covered, n))
+                break
+    return sorted(found, key=lambda s: (not s.covered, s.looks_like, s.registrant))

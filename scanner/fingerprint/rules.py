@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scanner._data import data_dir
 from scanner.fingerprint.oui import OuiTable, load_oui
+from scanner.fingerprint.registry import load_registry
 from scanner.fingerprint.schema import (
     ExampleDoc,
     MakersDoc,
@@ -29,6 +30,7 @@ from scanner.fingerprint.schema import (
     sha256_file,
 )
 from scanner.model import KnowledgeRef
+from scanner.userdata import user_data_dir
 
 __all__ = ["RuleError", "RuleSet", "load_ruleset"]
 
@@ -106,6 +108,8 @@ class Names:
     company_suffix: re.Pattern[str]
     place_prefix: re.Pattern[str] | None
     placeholders: frozenset[str]
+    places: tuple[str, ...] = ()
+    generic_words: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -201,6 +205,8 @@ def load_names(doc: NamesDoc, file: str) -> Names:
         ),
         place_prefix=re.compile(r"(?i)^(?:" + "|".join(places) + r")\s+") if places else None,
         placeholders=frozenset(w.casefold() for w in doc.placeholders),
+        places=tuple(doc.place_prefixes),
+        generic_words=(*doc.generic_words, *doc.place_prefixes),
     )
 
 
@@ -281,10 +287,16 @@ def rule_paths(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.name not in SPECIAL_FILES)
 
 
-def load_ruleset(directory: Path | None = None, extra_dirs: Iterable[Path] = ()) -> RuleSet:
+def load_ruleset(
+    directory: Path | None = None, extra_dirs: Iterable[Path] = (), registry_dir: Path | None = None
+) -> RuleSet:
     """Load and compile fingerprints/ (or `directory`), then any council's own directories, read after it.
 
-    Extra directories hold rule files only; the maker list, OEM, OUI and name tables are camscan's."""
+    Extra directories hold rule files only; the maker list, OEM, OUI and name tables are camscan's. The MAC
+    registry is the one installed in `registry_dir` (default: camscan's data directory) by `camscan oui
+    update`, else the shipped snapshot."""
+    if registry_dir is None:
+        registry_dir = user_data_dir(create=False)
     base = directory or data_dir("fingerprints")
     base_origin = SHIPPED if directory is None or base.resolve() == data_dir("fingerprints").resolve() else str(base)
     knowledge: list[KnowledgeRef] = []
@@ -319,6 +331,8 @@ def load_ruleset(directory: Path | None = None, extra_dirs: Iterable[Path] = ())
     ruleset = RuleSet(files=files, makers=makers, oem=oem, names=names, knowledge=knowledge)
     oui_path = base / "oui.yaml"
     if oui_path.exists():
-        ruleset.oui, data = load_oui(oui_path, makers)
+        registry = load_registry(registry_dir)
+        ruleset.oui, data = load_oui(oui_path, makers, registry)
         record("oui", oui_path, data, base_origin)
+        knowledge.extend(registry.knowledge())
     return ruleset

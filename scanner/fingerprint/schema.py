@@ -155,6 +155,9 @@ class NamesDoc(_Doc):
     company_suffixes: Annotated[list[str], Field(min_length=1, description="regular expressions, no anchors")]
     place_prefixes: list[str] = Field(default_factory=list)
     placeholders: list[str] = Field(default_factory=list)
+    generic_words: list[str] = Field(
+        default_factory=list, description="words that never identify a company (the MAC registry audit)"
+    )
 
 
 FORMATS: dict[str, type[_Doc]] = {

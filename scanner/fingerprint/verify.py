@@ -2,8 +2,9 @@
 
 For each rule: each example matches it, yields the expected named groups, and is not caught first by an
 earlier rule of the same file that reads the same key (a broad pattern must not shadow a precise one);
-each counter-example does not match. For the OUI table: each example MAC resolves, through netaddr's IEEE
-registry, to a registry name of its own entry; each look-alike example resolves to the look-alike's name.
+each counter-example does not match. For the OUI table: each example MAC resolves, through the IEEE
+registry in use (fingerprint/registry.py), to a registry name of its own entry; each look-alike example
+resolves to the look-alike's name.
 Runs from pytest (one test id per example) and from `camscan rules verify`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scanner.fingerprint.oui import fold, registry_org
+from scanner.fingerprint.oui import fold
 from scanner.fingerprint.rules import Rule, RuleSet, key_matches
 from scanner.model import normalise_mac
 
@@ -77,7 +78,7 @@ def check_oui(ruleset: RuleSet) -> list[Check]:
             if mac is None:
                 checks.append(Check("oui.yaml", rule.id, ex, False, "not a MAC address"))
                 continue
-            org = registry_org(mac)
+            org = table.registry.lookup(mac)[0]
             if org is None or fold(org) not in names:
                 checks.append(Check("oui.yaml", rule.id, ex, False, f"registry says {org!r}, not one of this entry"))
                 continue
@@ -90,7 +91,7 @@ def check_oui(ruleset: RuleSet) -> list[Check]:
             checks.append(Check("oui.yaml", f"lookalike:{lk.registry_name}", "", False, "look-alike without example"))
         for ex in lk.examples:
             mac = normalise_mac(ex)
-            org = registry_org(mac) if mac else None
+            org = table.registry.lookup(mac)[0] if mac else None
             ok = org is not None and fold(org) == fold(lk.registry_name) and table.lookup(mac or "")[1] is None
             checks.append(
                 Check("oui.yaml", f"lookalike:{lk.registry_name}", ex, ok, "" if ok else f"registry says {org!r}")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
@@ -110,11 +111,19 @@ def test_knowledge_lists_every_shipped_file_loaded_with_its_bytes_digest(evidenc
     assert isinstance(scan, dict)
     refs = [KnowledgeRef.model_validate(k) for k in scan["knowledge"]]
     shipped = {p.name for p in data_dir("fingerprints").glob("*.yaml")}
-    rule_side = [r for r in refs if r.kind != "policy"]
+    rule_side = [r for r in refs if r.kind not in ("policy", "registry")]
     assert {r.name for r in rule_side} == shipped  # every file the engine loaded, none it did not
     assert {r.kind for r in rule_side} == {"rules", "makers", "oem", "oui", "names"}
     for r in rule_side:
         assert r.sha256 == hashlib.sha256((data_dir("fingerprints") / r.name).read_bytes()).hexdigest()
+    # the MAC registry in use: the shipped snapshot, with the date of its listing
+    registry = [r for r in refs if r.kind == "registry"]
+    manuf = (resources.files("pymanuf") / "manuf.txt").read_bytes()
+    version = metadata.version("pymanuf")
+    want = [("manuf.txt", "shipped", hashlib.sha256(manuf).hexdigest())]
+    assert [(r.name, r.origin, r.sha256) for r in registry] == want
+    assert registry[0].version and registry[0].version.startswith(version.split(".")[0] + "-")
+    rule_side += registry
     packs = {r.name: r for r in refs if r.kind == "policy"}
     assert set(packs) == {p.name for p in data_dir("policies").glob("*.yaml")}
     assert all(r.version for r in packs.values())
