@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
 
-Runs `python -m scanner identify` on a JSON Lines corpus (default
-tests/fixtures/eval/heldout.jsonl), compares each answer with the line's `expect`
-({"manufacturer", "device_type", optional "brand"}) and prints:
+Runs `python -m scanner identify` on JSON Lines corpora (default: the two held-out sets in
+tests/fixtures/eval/, heldout.jsonl and longtail-heldout.jsonl, each scored on its own), compares each
+answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
 
-- three headline numbers: maker accuracy, Hikvision/Dahua recall, and the number of
-  non-cameras wrongly given a camera maker (or a camera device type);
+- the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
+  non-camera given no maker at all also counts as right: naming no maker is never a wrong answer for a
+  device the audit does not care about); Hikvision/Dahua recall; wrong makers (a maker named that is not
+  the expected one: worse than none); false flags (a non-camera given a covered maker it is not made by);
+  and non-cameras given a camera maker they are not made by, or a camera device type;
 - accuracy by Evidence key family and by expected maker;
 - every miss: id, expected, got, and the rules that fired.
 
@@ -27,14 +30,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT / "tests" / "fixtures" / "eval" / "heldout.jsonl"
+EVAL_DIR = ROOT / "tests" / "fixtures" / "eval"
+DEFAULTS = [EVAL_DIR / "heldout.jsonl", EVAL_DIR / "longtail-heldout.jsonl"]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
 
 
-def load_makers() -> dict[str, str]:
+def load_makers() -> tuple[dict[str, str], set[str]]:
+    """(maker -> kind, covered makers) from fingerprints/makers.yaml."""
     data = yaml.safe_load((ROOT / "fingerprints" / "makers.yaml").read_text(encoding="utf-8"))
-    return {m["name"]: m.get("kind", "other") for m in data["makers"]}
+    kinds = {m["name"]: m.get("kind", "other") for m in data["makers"]}
+    return kinds, {m["name"] for m in data["makers"] if m.get("covered")}
 
 
 def family(key: str) -> str:
@@ -59,16 +65,26 @@ def pct(a: int, b: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("corpus", nargs="*", type=Path, default=[DEFAULT])
+    ap.add_argument("corpus", nargs="*", type=Path, default=DEFAULTS)
     ap.add_argument("--json", action="store_true", help="also print the per-host results as JSON Lines")
     args = ap.parse_args()
+    for n, path in enumerate(args.corpus):
+        if n:
+            print()
+            print("=" * 100)
+            print()
+        report(path, args.json)
 
-    hosts = [json.loads(line) for p in args.corpus for line in p.open(encoding="utf-8") if line.strip()]
-    got = run_identify(args.corpus)
+
+def report(path: Path, as_json: bool) -> None:
+    hosts = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    got = run_identify([path])
     by_id = {g.get("id"): g for g in got}
-    kinds = load_makers()
+    kinds, covered = load_makers()
 
-    maker_ok = 0
+    maker_ok = right = 0
+    wrong_makers: list[tuple[dict, dict]] = []
+    false_flags: list[tuple[dict, dict]] = []
     type_ok = type_n = 0
     brand_ok = brand_n = 0
     hd_n = hd_found = 0
@@ -85,6 +101,8 @@ def main() -> None:
             unknown_makers.add(em)
         ok = em == gm
         maker_ok += ok
+        if gm is not None and gm != em:
+            wrong_makers.append((h, g))
         fams = sorted({family(e["key"]) for e in h["evidence"]})
         for f in fams:
             per_family[f][0] += ok
@@ -106,24 +124,27 @@ def main() -> None:
         is_noncam = h.get("category") == "non_camera" or (
             h.get("category") is None and exp.get("device_type") not in CAMERA_TYPES and kinds.get(em) != "camera"
         )
+        right += ok or (is_noncam and gm is None)
         if is_noncam:
             noncam_n += 1
-            bad = (gm is not None and kinds.get(gm) == "camera") or g.get("device_type") in CAMERA_TYPES
+            bad = (gm is not None and gm != em and kinds.get(gm) == "camera") or g.get("device_type") in CAMERA_TYPES
             if bad:
                 noncam_bad += 1
                 noncam_flags.append((h, g))
+            if gm in covered and gm != em:
+                false_flags.append((h, g))
         if not ok:
             misses.append((h, g, fams))
 
     n = len(hosts)
-    print(
-        f"camscan identify on {', '.join(str(p) for p in args.corpus)}: {n} hosts, "
-        f"{sum(1 for h in hosts if h.get('category') == 'camera')} cameras"
-    )
+    print(f"camscan identify on {path}: {n} hosts, {sum(1 for h in hosts if h.get('category') == 'camera')} cameras")
     print()
     print("HEADLINE")
     print(f"  maker accuracy:                          {pct(maker_ok, n)}")
+    print(f"  right (non-camera with no maker = right): {pct(right, n)}")
     print(f"  Hikvision/Dahua recall:                  {pct(hd_found, hd_n)}")
+    print(f"  wrong makers (a maker, not the expected): {len(wrong_makers)}")
+    print(f"  false flags (non-camera, covered maker): {len(false_flags)} of {noncam_n}")
     print(f"  non-cameras given a camera maker/type:   {noncam_bad} of {noncam_n}")
     print(f"  (device_type accuracy where expected:    {pct(type_ok, type_n)}; brand: {pct(brand_ok, brand_n)})")
     if unknown_makers:
@@ -150,6 +171,17 @@ def main() -> None:
         if h.get("note"):
             print(f"    note: {h['note']}")
     print()
+    print(f"WRONG MAKERS ({len(wrong_makers)})")
+    for h, g in wrong_makers:
+        print(
+            f"- {h['id']}: expected {h['expect'].get('manufacturer')!r}, got {g.get('manufacturer')!r} "
+            f"matched={g.get('matched')}"
+        )
+    print()
+    print(f"FALSE FLAGS ({len(false_flags)})")
+    for h, g in false_flags:
+        print(f"- {h['id']}: got {g.get('manufacturer')!r} matched={g.get('matched')}")
+    print()
     print(f"NON-CAMERAS FLAGGED AS CAMERA MAKER/TYPE ({len(noncam_flags)})")
     for h, g in noncam_flags:
         print(f"- {h['id']}: got {g.get('manufacturer')!r}/{g.get('device_type')!r} matched={g.get('matched')}")
@@ -160,7 +192,7 @@ def main() -> None:
             f"- {h['id']}: expected {h['expect'].get('device_type')!r}, got {g.get('device_type')!r} "
             f"(maker {g.get('manufacturer')!r}) matched={g.get('matched')}"
         )
-    if args.json:
+    if as_json:
         print()
         for g in got:
             print(json.dumps(g))
