@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 def data_dir(name: str) -> Path:
@@ -20,3 +23,10 @@ def data_dir(name: str) -> Path:
     if source.is_dir():
         return source
     raise FileNotFoundError(f"camscan data directory {name!r} not found (looked in {packaged} and {source})")
+
+
+def load_yaml(data: bytes | str) -> Any:
+    """Parse YAML safely (no tags that build Python objects), with libyaml when PyYAML has it: ten times faster
+    than the pure-Python parser on the rule files, which every command loads at start. Raises yaml.YAMLError."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(data, Loader=loader)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from scanner._data import load_yaml
 from scanner.errors import CamscanError
 from scanner.model import DeviceType
 
@@ -192,7 +193,7 @@ def read_doc(path: Path, model: type[D]) -> tuple[D, bytes]:
     except OSError as exc:
         raise RuleError(path.name, None, f"cannot read: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(data)
+        raw = load_yaml(data)
     except yaml.YAMLError as exc:
         raise RuleError(path.name, None, f"not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from scanner._data import data_dir
+from scanner._data import data_dir, load_yaml
 from scanner.errors import CamscanError
 from scanner.model import Device, Evidence, Finding, KnowledgeRef, PackRef, Severity
 from scanner.policy.conditions import Condition, ConditionError, compile_condition
@@ -177,7 +177,7 @@ def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped")
     name = path.name
     data = path.read_bytes()
     try:
-        doc = yaml.safe_load(data)
+        doc = load_yaml(data)
     except yaml.YAMLError as exc:
         raise PackError(name, None, f"not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("pack"), dict) or not isinstance(doc.get("rules"), list):
