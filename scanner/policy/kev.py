@@ -87,7 +87,7 @@ class KevEntry:
             parts.append(f", known ransomware use: {self.ransomware}")
         text = "".join(parts) + ")"
         if self.required_action:
-            text += f"; required action: {self.required_action}"
+            text += f"; required action: {self.required_action.strip().rstrip('.')}"
         return text
 
 
