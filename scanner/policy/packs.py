@@ -160,9 +160,10 @@ class Pack:
         return not rule.kev_by_maker or bool(self._unnamed_kev(device))
 
     def notes(self, device: Device) -> list[str]:
-        """Advisories of `outcome: note` rules: things a person should check that are not findings."""
+        """Advisories of `outcome: note` rules: things a person should check that are not findings. A note says
+        how its rule stands ('[proposal]') when the rule has a status."""
         return [
-            f"{self.id}/{rule.id}: {rule.title}. {rule.note or ''} "
+            f"{self.id}/{rule.id}{f' [{rule.status}]' if rule.status else ''}: {rule.title}. {rule.note or ''} "
             f"Source: {'; '.join(c.text() for c in rule.citations)}"
             for rule in self.rules
             if rule.outcome == "note" and self.fires(rule, device)

@@ -280,6 +280,10 @@ def test_status_and_as_of_are_in_the_json_export(report) -> None:  # type: ignor
     status = {f["policy"]: f["status"] for f in hik["findings"] if f["kind"] == "regime"}
     assert status["us-ndaa-889"] == "law" and status["uk-cabinet-office-2022"] == "guidance"
     assert all(f["status"] in ("law", "guidance", "proposal") for f in hik["findings"] if f["kind"] == "regime")
+    # a proposal is never a finding: it is a note that says it is a proposal
+    assert not any(f["status"] == "proposal" for f in hik["findings"])
+    assert any(n.startswith("us-fcc-covered-list/critical-infrastructure-redefinition-proposed [proposal]: ")
+               for n in hik["notes"])
 
 
 def test_status_and_as_of_are_in_the_html(report) -> None:  # type: ignore[no-untyped-def]
