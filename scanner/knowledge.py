@@ -23,8 +23,9 @@ class Knowledge:
     packs: list[Pack]
 
     def refs(self) -> list[KnowledgeRef]:
-        """Every file loaded, in load order: the identification knowledge, then the packs applied."""
-        return [*self.engine.ruleset.knowledge, *(p.knowledge for p in self.packs)]
+        """Every file loaded, in load order: the identification knowledge, then the packs applied (each pack's
+        KEV data file after the pack)."""
+        return [*self.engine.ruleset.knowledge, *(ref for p in self.packs for ref in p.knowledge_refs())]
 
     def fingerprints_sha256(self) -> str:
         """The digest over the identification knowledge (every ref but the packs): see ScanMetadata."""

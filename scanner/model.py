@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION: Final = "1.1"  # 1.1 added scan.knowledge; 1.0 reports still load
+SCHEMA_VERSION: Final = "1.1"  # 1.1 added scan.knowledge, Finding.status, PackRef.as_of/kev_*; 1.0 reports load
 
 #: Values longer than this are cut before they are stored in a report or matched (http.body has its own cap).
 VALUE_CAP = 4096
@@ -128,6 +128,11 @@ class Finding(_Strict):
     rule: str
     severity: Severity
     tier: str | None = Field(default=None, description="direct | affiliate_historic | commonly_interpreted")
+    status: Literal["law", "guidance", "proposal"] | None = Field(
+        default=None,
+        description="how the rule's fact stands: law (binding), guidance (government guidance or policy), proposal "
+        "(not adopted); set for every regime rule, optional for risk checks (schema 1.1)",
+    )
     title: str
     citation: str
     remediation: str
@@ -156,16 +161,23 @@ class Device(Identity):
 
 
 class PackRef(_Strict):
+    """A policy pack a report applied: which version, how current its facts are, and its bytes' digest."""
+
     id: str
     version: str
+    as_of: str | None = Field(default=None, description="the date the pack's facts were last checked (schema 1.1)")
     sha256: str
+    kev_catalog_version: str | None = Field(
+        default=None, description="the CISA KEV catalogVersion of the pack's KEV data, where it has some (schema 1.1)"
+    )
+    kev_date_released: str | None = Field(default=None, description="that KEV catalogue's dateReleased (schema 1.1)")
 
 
 class KnowledgeRef(_Strict):
     """One knowledge file a run loaded (a rule file, the maker list, a policy pack, ...), so an auditor can tell
     exactly which facts made each claim: taken from what was loaded, not from a directory listing."""
 
-    kind: str = Field(description="rules | makers | oem | oui | names | policy | registry")
+    kind: str = Field(description="rules | makers | oem | oui | names | policy | registry | kev")
     name: str = Field(description="file name")
     origin: str = Field(description="'shipped' (camscan's own) or the directory it was loaded from")
     version: str | None = Field(default=None, description="the file's own version or date, where it has one")

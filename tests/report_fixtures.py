@@ -73,6 +73,7 @@ rules:
     title: "Equipment produced by a covered entity"
     severity: critical
     tier: direct
+    status: law
     citations: [far]
     remediation: "Remove and replace."
     when: {manufacturer: [Hikvision, Dahua]}
@@ -80,6 +81,7 @@ rules:
     title: "Vendor SDK port exposed"
     severity: high
     tier: direct
+    status: guidance
     citations: [far]
     remediation: "Close the port."
     when: {evidence: [{key: port.open, value: '^(8000|37777)/tcp$'}]}

@@ -10,7 +10,7 @@ from scanner.model import Evidence, Host
 from scanner.policy.packs import PackError, check_examples, load_packs
 from scanner.report.build import build_device
 
-REGIMES = ("us-ndaa-889", "us-fcc-covered-list", "uk-cabinet-office-2022")
+REGIMES = ("us-ndaa-889", "us-fcc-covered-list", "uk-cabinet-office-2022", "us-la-procurement")
 
 
 def _checks():  # type: ignore[no-untyped-def]

@@ -94,3 +94,13 @@ def test_identify_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
     proc = run(wheel_venv, tmp_path, "identify", "-", stdin=line + "\n")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["manufacturer"] == "Hikvision"
+
+
+@pytest.mark.slow
+def test_policy_packs_and_their_kev_data_ship_in_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
+    """policies/kev/ (the camera-risk pack's KEV data) is data the wheel must carry, or every pack load fails."""
+    proc = run(wheel_venv, tmp_path, "policy", "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = run(wheel_venv, tmp_path, "data", "status")
+    assert status.returncode == 0, status.stderr
+    assert "catalogVersion 2025.08.25" in status.stdout and "origin: shipped" in status.stdout

@@ -6,6 +6,7 @@
     report.py     report, verify, diff, schema
     rules.py      rules verify|match|schema
     oui.py        oui status|update|audit   the IEEE MAC registry in use
+    data.py       data status|update        the packs' KEV data (CISA catalogue) in use
     policy.py     policy list|verify
     lab.py        lab up|status|down|exec
     demo.py       demo                      lab up, scan, reports, lab down
@@ -26,7 +27,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from scanner import __version__
-from scanner.cli import demo, identify, lab, oui, pcap, policy, report, rules, scan
+from scanner.cli import data, demo, identify, lab, oui, pcap, policy, report, rules, scan
 from scanner.cli.common import err
 from scanner.cli.render import safe
 from scanner.errors import CamscanError
@@ -71,5 +72,5 @@ def version() -> None:
     print(f"camscan {__version__}")
 
 
-for _module in (scan, pcap, report, identify, rules, oui, policy, lab, demo):
+for _module in (scan, pcap, report, identify, rules, oui, data, policy, lab, demo):
     _module.register(app)

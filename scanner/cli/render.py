@@ -64,8 +64,17 @@ def print_summary(report: ScanReport, console: Console | None = None) -> None:
                     rules.append(", ")
                 rules.append(f"{f.policy}: ")
                 rules.append(f.severity.value, style=SEVERITY_STYLE[f.severity.value])
+                if f.status:
+                    rules.append(f" ({f.status})")
             t.add_row(cell(d.ip or d.id), cell(who), cell(d.model), rules)
         console.print(t)
+    packs = [
+        f"{p.id} {p.version}" + (f" (as of {p.as_of})" if p.as_of else "")
+        + (f" with KEV catalogVersion {p.kev_catalog_version}" if p.kev_catalog_version else "")
+        for p in report.scan.packs
+    ]
+    if packs:
+        console.print(cell("policy packs: " + "; ".join(packs)))
 
 
 def print_diff(d: ReportDiff, console: Console | None = None) -> None:

@@ -47,7 +47,10 @@ def row(d: Device) -> dict[str, object]:
         "confidence": f"{d.confidence:.3f}",
         "flagged": "yes" if d.flagged else "no",
         "max_severity": worst.severity.value if worst else "",
-        "findings": "; ".join(f"{f.policy}/{f.rule} ({f.severity.value})" for f in d.findings),
+        "findings": "; ".join(
+            f"{f.policy}/{f.rule} ({f.severity.value}{', ' + f.status if f.status else ''})" for f in d.findings
+        ),
+        "finding_status": " ".join(sorted({f.status for f in d.findings if f.status})),
         "notes": " | ".join(d.notes),
         "matched_rules": " ".join(d.matched),
         "hostnames": " ".join(d.hostnames),

@@ -101,7 +101,14 @@ def test_extra_policy_dir_is_named_with_its_version_and_digest(
     assert extra == [
         {"kind": "policy", "name": "test-regime.yaml", "origin": str(council_packs), "version": "1", "sha256": want}
     ]
-    assert {"id": "test-regime", "version": "1", "sha256": want} in council["packs"]
+    assert {
+        "id": "test-regime",
+        "version": "1",
+        "as_of": "2026-11-27",
+        "sha256": want,
+        "kev_catalog_version": None,
+        "kev_date_released": None,
+    } in council["packs"]
     # the identification knowledge is the same: its digest does not change with the packs
     assert plain["fingerprints_sha256"] == council["fingerprints_sha256"]
 
@@ -111,7 +118,7 @@ def test_knowledge_lists_every_shipped_file_loaded_with_its_bytes_digest(evidenc
     assert isinstance(scan, dict)
     refs = [KnowledgeRef.model_validate(k) for k in scan["knowledge"]]
     shipped = {p.name for p in data_dir("fingerprints").glob("*.yaml")}
-    rule_side = [r for r in refs if r.kind not in ("policy", "registry")]
+    rule_side = [r for r in refs if r.kind not in ("policy", "registry", "kev")]
     assert {r.name for r in rule_side} == shipped  # every file the engine loaded, none it did not
     assert {r.kind for r in rule_side} == {"rules", "makers", "oem", "oui", "names"}
     for r in rule_side:
@@ -127,6 +134,13 @@ def test_knowledge_lists_every_shipped_file_loaded_with_its_bytes_digest(evidenc
     packs = {r.name: r for r in refs if r.kind == "policy"}
     assert set(packs) == {p.name for p in data_dir("policies").glob("*.yaml")}
     assert all(r.version for r in packs.values())
+    # the KEV data of the camera-risk pack: the shipped file, named with the catalogue it was cut from
+    kev = [r for r in refs if r.kind == "kev"]
+    kev_file = data_dir("policies") / "kev" / "camera-risk-kev.yaml"
+    assert [(r.name, r.origin, r.sha256) for r in kev] == [
+        ("camera-risk-kev.yaml", "shipped", hashlib.sha256(kev_file.read_bytes()).hexdigest())
+    ]
+    assert kev[0].version and kev[0].version.startswith("catalogVersion 2025.08.25")
     # the digest is recomputable from the report alone
     assert scan["fingerprints_sha256"] == knowledge_digest(rule_side)
 
