@@ -890,3 +890,8 @@ def demo(
 
         shutil.rmtree(state_dir, ignore_errors=True)
     console.print(Text(f"lab down; demo took {time.monotonic() - t0:.1f} s", style="dim"))
+
+
+from scanner.service.commands import register as _register_service  # noqa: E402
+
+_register_service(app)
