@@ -141,6 +141,15 @@ def serve(
     logging.getLogger("camscan.service").info(
         "camscan serve: database %s, listening on http://%s:%d", redact(database.url), host, port
     )
+    import signal
+
+    received: list[int] = []
+
+    def note(sig: int, _frame: object) -> None:  # uvicorn hands the signal back once it has shut down
+        received.append(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, note)
     scheduler.start()
     try:
         server.run()

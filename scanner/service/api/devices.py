@@ -15,6 +15,7 @@ from scanner.service.api.app import Caller, need, service_of
 from scanner.service.api.scans import _iso
 from scanner.service.api.sites import site_for
 from scanner.service.auth import Principal, audit
+from scanner.service.ingest import device_record
 from scanner.service.store.models import LIFECYCLE_STATES, Device, Finding, Observation, Site, utcnow
 
 router = APIRouter(tags=["devices"])
@@ -130,7 +131,7 @@ def get_device(
         findings = s.scalars(
             select(Finding).where(Finding.device_id == d.id).order_by(Finding.first_seen, Finding.id)
         ).all()
-        record = d.current or {}
+        record = device_record(s, d) or {}
         doc = device_json(d, site.slug)
         doc.update(
             {

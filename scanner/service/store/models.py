@@ -173,7 +173,6 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(8))  # present | gone
     first_scan_id: Mapped[str | None] = mapped_column(String(36))
     last_scan_id: Mapped[str | None] = mapped_column(String(36))
-    current: Mapped[dict[str, Any] | None]  # the device's record in the last report that saw it
     # Lifecycle (SERVICE.md): set by people through PATCH; part 2 of the service adds the logic around it.
     lifecycle: Mapped[str | None] = mapped_column(String(24))
     replacement_due: Mapped[date | None]

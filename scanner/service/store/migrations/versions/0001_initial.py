@@ -134,9 +134,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=8), nullable=False),
         sa.Column("first_scan_id", sa.String(length=36), nullable=True),
         sa.Column("last_scan_id", sa.String(length=36), nullable=True),
-        sa.Column(
-            "current", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
-        ),
         sa.Column("lifecycle", sa.String(length=24), nullable=True),
         sa.Column("replacement_due", sa.Date(), nullable=True),
         sa.Column("replacement_owner", sa.String(length=200), nullable=True),
