@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from scanner.model import ScanReport
 from scanner.report.export import verify_document
-from scanner.service.store.models import Device, Finding, Observation, Scan, Site, utcnow
+from scanner.service.store.models import Base, Device, Finding, Observation, Scan, Site, utcnow
 
 #: Evidence keys whose value is a serial number (shared/EVIDENCE.md), in order of trust.
 SERIAL_KEYS = ("onvif.serial", "sadp.device_sn", "dhip.serial_no")
@@ -290,7 +290,7 @@ def apply_report(
         if group:
             session.execute(update(Device), group)
     if observations:
-        session.execute(insert(Observation.__table__), observations)
+        session.execute(insert(Base.metadata.tables["observations"]), observations)
     _update_findings(session, site_id, finding_work, open_findings, scan_id, seen_at)
     gone = [k.id for k in known.values() if k.id not in seen and k.id != -1 and k.status == "present"]
     for part in _chunks(gone):
@@ -389,7 +389,7 @@ def _update_findings(
     if severity_changes:
         session.execute(update(Finding), severity_changes)
     if new_rows:
-        session.execute(insert(Finding.__table__), new_rows)
+        session.execute(insert(Base.metadata.tables["findings"]), new_rows)
 
 
 LIFECYCLE_FIELDS = (

@@ -45,8 +45,9 @@ def pack_ids() -> frozenset[str]:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             continue
-        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
-            ids.add(doc["id"])
+        pack = doc.get("pack") if isinstance(doc, dict) else None
+        if isinstance(pack, dict) and isinstance(pack.get("id"), str):
+            ids.add(pack["id"])
     return frozenset(ids)
 
 

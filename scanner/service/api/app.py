@@ -44,10 +44,6 @@ class Service:
     scheduler: Scheduler | None = None
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class LimitAndLog:
     """Refuse bodies over `max_body` bytes (413, whatever Content-Length claims) and log one line per
     request: method, path, status, milliseconds, who. Control characters in the path are escaped."""
@@ -68,16 +64,27 @@ class LimitAndLog:
             await _send_json(send, 413, {"detail": f"the request body is over {self.max_body} bytes"})
             self._log(scope, 413, t0)
             return
-        seen = 0
+        receive_app = receive
+        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # no Content-Length (chunked): read the body here, up to the limit, and hand it on whole
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if len(body) > self.max_body:
+                    await _send_json(send, 413, {"detail": f"the request body is over {self.max_body} bytes"})
+                    self._log(scope, 413, t0)
+                    return
+                if not message.get("more_body"):
+                    break
+            replay = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
+            async def replay_receive() -> Message:
+                return replay.pop() if replay else await receive()
+
+            receive_app = replay_receive
 
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -87,12 +94,7 @@ class LimitAndLog:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not status["started"]:
-                await _send_json(send, 413, {"detail": f"the request body is over {self.max_body} bytes"})
-            status["code"] = 413
+        await self.app(scope, receive_app, tracking_send)
         self._log(scope, int(status["code"]), t0)
 
     @staticmethod
