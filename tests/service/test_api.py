@@ -228,7 +228,7 @@ def test_public_targets_with_the_allowance_are_accepted(api: Api) -> None:
         (b'{"slug": "x"', "application/json"),
         (b"\xff\xfe{}", "application/json"),
         (b"slug=x", "application/x-www-form-urlencoded"),
-    ],  # fmt: skip
+    ],
     ids=["broken", "empty", "truncated", "not-utf8", "form"],
 )
 def test_invalid_json_is_422_and_stores_nothing(api: Api, content: bytes, ctype: str) -> None:
