@@ -94,3 +94,14 @@ def test_identify_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
     proc = run(wheel_venv, tmp_path, "identify", "-", stdin=line + "\n")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["manufacturer"] == "Hikvision"
+
+
+@pytest.mark.slow
+def test_the_service_migrates_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
+    """The Alembic migrations ship inside the package: an installed camscan creates its service database."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    proc = run(wheel_venv, tmp_path, "db", "upgrade", "--db", url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    added = run(wheel_venv, tmp_path, "sites", "add", "hq", "--name", "HQ", "--targets", "10.1.0.0/24", "--db", url)
+    assert added.returncode == 0, added.stderr
+    assert "hq\tHQ\t10.1.0.0/24" in run(wheel_venv, tmp_path, "sites", "list", "--db", url).stdout
