@@ -34,16 +34,17 @@ class _Running:
 
 
 def scan_argv(job: ScanJob, json_path: Path) -> list[str]:
-    argv = [sys.executable, "-m", "scanner", "scan", *job.targets, "--json", str(json_path)]
+    """`python -m scanner scan` for the job: options as `--name=value` and the targets after `--`, so that a
+    value starting with a dash (a site's name is free text) can never be read as an option."""
+    argv = [sys.executable, "-m", "scanner", "scan", f"--json={json_path}"]
     if job.interface:
-        argv += ["--interface", job.interface]
+        argv.append(f"--interface={job.interface}")
     if job.methods:
-        argv += ["--methods", ",".join(job.methods)]
-    for pack in job.packs:
-        argv += ["--policy", pack]
+        argv.append(f"--methods={','.join(job.methods)}")
+    argv += [f"--policy={pack}" for pack in job.packs]
     if job.allow_public:
         argv.append("--allow-public")
-    argv += ["--site", job.site_name, "--operator", job.operator]
+    argv += [f"--site={job.site_name}", f"--operator={job.operator}", "--", *job.targets]
     return argv
 
 
