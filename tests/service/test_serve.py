@@ -308,3 +308,23 @@ def test_two_services_on_one_database_run_one_scheduler(
     a.proc.send_signal(signal.SIGTERM)
     a.proc.wait(10)
     wait_for(lambda: b.health()["scheduler"] == "ok", timeout=20, what="b to take over")
+
+
+def test_no_migrate_refuses_a_database_without_the_schema(env: dict[str, str], tmp_path: Path) -> None:
+    proc = camscan("serve", "--no-migrate", "--db", f"sqlite:///{tmp_path / 'empty.db'}", "--port", str(free_port()),
+                   env=env)  # fmt: skip
+    assert proc.returncode == 2 and "camscan db upgrade" in proc.stderr
+
+
+def test_db_rebuild_from_the_command_line(db_url: str, env: dict[str, str]) -> None:
+    db = Database.open(db_url)
+    raw = make_report([Dev("10.77.0.11", "44:19:b6:00:00:11", tuple(HIK))], day(0))
+    with db.session() as s:
+        site = Site(slug="hq", name="HQ", targets=["10.77.0.0/24"])
+        s.add(site)
+        s.flush()
+        ingest_report(s, site, raw)
+    db.close()
+    proc = camscan("db", "rebuild", "--db", db_url, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "hq: rebuilt from 1 report(s)" in proc.stdout
