@@ -134,7 +134,7 @@ class Scan(Base):
     # file; sha256 of those bytes; the report's own integrity digest; its report_id (unique: ingesting the
     # same report twice stores it once).
     report_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    report_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    report_body: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)  # loaded only when asked for
     report_sha256: Mapped[str | None] = mapped_column(String(64))
     report_digest: Mapped[str | None] = mapped_column(String(64))
     report_size: Mapped[int | None]
