@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +49,7 @@ from scanner.report.export import digest_of, report_document  # noqa: E402
 from scanner.service.auth import create_token  # noqa: E402
 from scanner.service.ingest import ingest_report  # noqa: E402
 from scanner.service.store.db import Database, migrate, normalise_url  # noqa: E402
-from scanner.service.store.models import Device, Scan, Site  # noqa: E402
+from scanner.service.store.models import Device, Observation, Scan, Site  # noqa: E402
 
 CAMERA_EVIDENCE = [
     [("http.server", "App-webs/"), ("sadp.device_type", "DS-2CD2143G0-I")],  # Hikvision
@@ -123,10 +123,6 @@ def db_size(db: Database) -> int:
 
 
 def run(label: str, url: str, args: argparse.Namespace) -> None:
-    from fastapi.testclient import TestClient
-
-    from scanner.service.api import Service, create_app
-
     rng = random.Random(11)
     engine = Engine(load_ruleset())
     packs = load_packs(engine.ruleset.makers)
@@ -141,7 +137,6 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
             s.flush()
             site_ids.append(site.id)
             bases.append(site_base(engine, packs, n, args.devices, rng))
-        _, token = create_token(s, "bench", "admin")
     absent: list[set[int]] = [set() for _ in range(args.sites)]
     start = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
     ingest_time, reports, build_time = 0.0, 0, 0.0
@@ -160,14 +155,32 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
             reports += 1
         if (day + 1) % max(1, args.days // 10) == 0:
             print(f"  day {day + 1}: {reports} reports, {reports / ingest_time:.1f} reports/s so far", flush=True)
-    size = db_size(db)
     print(f"ingest: {reports} reports in {ingest_time:.0f} s = {reports / ingest_time:.1f} reports/s "
           f"(plus {build_time:.0f} s making them)")  # fmt: skip
-    print(f"database size: {size / 1e6:.0f} MB")
+    db.close()
+    measure(label, url, args)
+
+
+def measure(label: str, url: str, args: argparse.Namespace) -> None:
+    """Time the queries on a seeded database (also one kept by an earlier run: --reuse URL)."""
+    from fastapi.testclient import TestClient
+
+    from scanner.service.api import Service, create_app
+
+    db = Database.open(url)
+    print(f"database size: {db_size(db) / 1e6:.0f} MB ({label})")
     with db.session() as s:
-        flagged_site = s.scalar(select(Device.site_id).where(Device.flagged.is_(True)).limit(1)) or site_ids[0]
+        _, token = create_token(s, f"bench {time.time():.0f}", "admin")
+        flagged_site = s.scalar(select(Device.site_id).where(Device.flagged.is_(True)).limit(1))
         slug = s.scalar(select(Site.slug).where(Site.id == flagged_site))
-        device = s.scalar(select(Device.id).where(Device.site_id == flagged_site).order_by(Device.id).limit(1))
+        device = s.scalar(  # the device of that site with the longest history
+            select(Observation.device_id)
+            .join(Device, Device.id == Observation.device_id)
+            .where(Device.site_id == flagged_site)
+            .group_by(Observation.device_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        )
         latest = s.scalar(
             select(Scan.id).where(Scan.site_id == flagged_site).order_by(Scan.report_started_at.desc()).limit(1)
         )
@@ -216,7 +229,11 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=None, help="directory for the SQLite file (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="leave the seeded databases in place and say where")
+    ap.add_argument("--reuse", metavar="URL", help="time the queries on a database seeded (and kept) before")
     args = ap.parse_args()
+    if args.reuse:
+        measure("reused", normalise_url(args.reuse), args)
+        return
     if args.db in ("sqlite", "both"):
         out = args.out or Path(tempfile.mkdtemp(prefix="camscan-bench-"))
         out.mkdir(parents=True, exist_ok=True)

@@ -213,11 +213,12 @@ def apply_report(
     known: dict[tuple[str, str], _Known] = {}
     for r in session.execute(
         select(Device.id, Device.identity_kind, Device.identity_key, Device.status, Device.first_scan_id,
-               Device.serial, Device.confidence, *cols).where(Device.site_id == site_id)
+               Device.serial, Device.confidence, Device.last_seen, Device.last_scan_id, *cols)
+        .where(Device.site_id == site_id)
     ):  # fmt: skip
         known[(r.identity_kind, r.identity_key)] = _Known(
             r.id, r.identity_kind, r.status, r.first_scan_id, r.serial, r.confidence,
-            {c: getattr(r, c) for c in IDENTITY_COLUMNS},
+            {c: getattr(r, c) for c in IDENTITY_COLUMNS}, r.last_seen, r.last_scan_id,
         )  # fmt: skip
     open_findings: dict[int, dict[str, tuple[int, str]]] = {}
     for f_id, device_id, pack, rule, severity in session.execute(
@@ -232,7 +233,7 @@ def apply_report(
     changed: list[dict[str, Any]] = []
     observations: list[dict[str, Any]] = []
     pending: list[tuple[Device, dict[str, Any], dict[str, Any]]] = []
-    finding_work: list[tuple[int, dict[str, Any]]] = []
+    finding_work: list[tuple[int, dict[str, Any], datetime, str | None]] = []
     for dev in devices:
         options = identities(dev)
         chosen = next((i for i in options if _matches(known.get(i), dev, seen)), None)
@@ -258,7 +259,7 @@ def apply_report(
                 **fields,
             )
             session.add(new)
-            known[chosen] = _Known(-1, chosen[0], "present", scan_id, serial, confidence, fields)
+            known[chosen] = _Known(-1, chosen[0], "present", scan_id, serial, confidence, fields, seen_at, scan_id)
             pending.append((new, dev, fields))
             continue
         seen.add(row.id)
@@ -270,14 +271,14 @@ def apply_report(
             changed.append({"id": row.id, **fields, "serial": serial, "confidence": confidence})
         touched.append(row.id)
         observations.append({"device_id": row.id, "scan_id": scan_id, "seen_at": seen_at, **fields})
-        finding_work.append((row.id, dev))
+        finding_work.append((row.id, dev, row.last_seen, row.last_scan_id))
     if pending:
         session.flush()  # ids for the new devices
     for new, dev, fields in pending:
         seen.add(new.id)
         result.new.append(new.id)
         observations.append({"device_id": new.id, "scan_id": scan_id, "seen_at": seen_at, **fields})
-        finding_work.append((new.id, dev))
+        finding_work.append((new.id, dev, seen_at, scan_id))
     for part in _chunks(touched):
         session.execute(
             update(Device)
@@ -289,8 +290,7 @@ def apply_report(
     for group in (first_seen_rows, [c for c in changed if "first_seen" not in c]):
         if group:
             session.execute(update(Device), group)
-    if observations:
-        session.execute(insert(Base.metadata.tables["observations"]), observations)
+    _insert_rows(session, "observations", observations)
     _update_findings(session, site_id, finding_work, open_findings, scan_id, seen_at)
     gone = [k.id for k in known.values() if k.id not in seen and k.id != -1 and k.status == "present"]
     for part in _chunks(gone):
@@ -311,6 +311,8 @@ class _Known:
     serial: str | None
     confidence: float
     fields: dict[str, Any]
+    last_seen: datetime
+    last_scan_id: str | None
 
     @property
     def mac(self) -> str | None:
@@ -334,16 +336,18 @@ def _matches(row: _Known | None, dev: dict[str, Any], seen: set[int]) -> bool:
 def _update_findings(
     session: Session,
     site_id: int,
-    work: list[tuple[int, dict[str, Any]]],
+    work: list[tuple[int, dict[str, Any], datetime, str | None]],
     open_findings: dict[int, dict[str, tuple[int, str]]],
     scan_id: str,
     seen_at: datetime,
 ) -> None:
-    still_open: list[int] = []
-    resolved: list[int] = []
+    """Open new findings, resolve the ones a device no longer shows. An open finding is not rewritten on
+    every scan: while open it was last seen when its device was (the API says so); its own last_seen and
+    last_scan_id are written when it is resolved: the device's previous scan."""
+    resolved: list[dict[str, Any]] = []
     new_rows: list[dict[str, Any]] = []
     severity_changes: list[dict[str, Any]] = []
-    for device_id, dev in work:
+    for device_id, dev, previous_seen, previous_scan in work:
         current: dict[str, dict[str, Any]] = {}
         for f in dev.get("findings", []):
             current.setdefault(f"{f.get('policy')}/{f.get('rule')}", f)
@@ -352,7 +356,6 @@ def _update_findings(
             severity = str(f.get("severity"))[:16]
             if key in open_now:
                 f_id, old_severity = open_now[key]
-                still_open.append(f_id)
                 if old_severity != severity:
                     severity_changes.append({"id": f_id, "severity": severity})
                 continue
@@ -371,25 +374,38 @@ def _update_findings(
                     "last_scan_id": scan_id,
                 }
             )
-        resolved += [f_id for key, (f_id, _) in open_now.items() if key not in current]
-    for part in _chunks(still_open):
-        session.execute(
-            update(Finding)
-            .where(Finding.id.in_(part))
-            .values(last_seen=seen_at, last_scan_id=scan_id)
-            .execution_options(synchronize_session=False)
-        )
-    for part in _chunks(resolved):
-        session.execute(
-            update(Finding)
-            .where(Finding.id.in_(part))
-            .values(resolved_at=seen_at, resolved_scan_id=scan_id)
-            .execution_options(synchronize_session=False)
-        )
+        resolved += [
+            {"id": f_id, "resolved_at": seen_at, "resolved_scan_id": scan_id, "last_seen": previous_seen,
+             "last_scan_id": previous_scan or scan_id}
+            for key, (f_id, _) in open_now.items()
+            if key not in current
+        ]  # fmt: skip
+    if resolved:
+        session.execute(update(Finding), resolved)
     if severity_changes:
         session.execute(update(Finding), severity_changes)
-    if new_rows:
-        session.execute(insert(Base.metadata.tables["findings"]), new_rows)
+    _insert_rows(session, "findings", new_rows)
+
+
+def _insert_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows: with PostgreSQL's COPY (one stream instead of a statement per row), elsewhere with
+    executemany. Datetimes go in as naive UTC, as UTCDateTime stores them."""
+    if not rows:
+        return
+    target = Base.metadata.tables[table]
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(target), rows)
+        return
+    columns = list(rows[0])
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([_naive(row[c]) for c in columns])
+
+
+def _naive(value: Any) -> Any:
+    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
 
 
 LIFECYCLE_FIELDS = (

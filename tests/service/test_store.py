@@ -162,7 +162,7 @@ def test_findings_open_and_resolve(db: Database) -> None:
     with db.session() as s:
         rows = s.scalars(select(Finding).where(Finding.pack == "us-ndaa-889")).all()
     assert rows and all(f.first_seen == day(0) for f in rows)
-    assert all(f.resolved_at == day(1) for f in rows)
+    assert all(f.resolved_at == day(1) and f.last_seen == day(0) for f in rows)  # last seen: the scan before
     ingest(db, site, make_report([HIK1], day(2)))  # back again: a new open finding, the old one stays resolved
     with db.session() as s:
         rows = s.scalars(select(Finding).where(Finding.pack == "us-ndaa-889").order_by(Finding.id)).all()

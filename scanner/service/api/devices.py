@@ -152,7 +152,7 @@ def get_device(
                         "severity": f.severity,
                         "title": f.title,
                         "first_seen": _iso(f.first_seen),
-                        "last_seen": _iso(f.last_seen),
+                        "last_seen": _iso(f.last_seen if f.resolved_at else d.last_seen),
                         "resolved_at": _iso(f.resolved_at),
                         "first_scan": f.first_scan_id,
                         "resolved_scan": f.resolved_scan_id,

@@ -224,7 +224,7 @@ class Finding(Base):
     severity: Mapped[str] = mapped_column(String(16))
     title: Mapped[str] = mapped_column(Text)
     first_seen: Mapped[datetime]
-    last_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]  # written when resolved; while open, the device's last_seen is the finding's
     resolved_at: Mapped[datetime | None]
     first_scan_id: Mapped[str] = mapped_column(String(36))
     last_scan_id: Mapped[str] = mapped_column(String(36))
