@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -187,6 +188,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._leader = False
+        self.last_pass: float | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,6 +200,7 @@ class Scheduler:
             try:
                 self.tick()
                 self.last_error = None
+                self.last_pass = time.monotonic()
             except Exception as exc:  # the loop must outlive a database hiccup; the health check shows it
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.state = "error"
@@ -228,10 +231,14 @@ class Scheduler:
         return self._thread is not None and self._thread.is_alive()
 
     def health(self) -> str:
-        """ok (this process schedules), standby (another one does), or what is wrong."""
-        if self.state in ("ok", "standby") and (self._thread is None or self.alive):
-            return self.state
-        return self.state if self.state != "ok" else "stopped"
+        """ok (this process schedules), standby (another one does), or what is wrong: error (the last pass
+        failed), stalled (no pass finished for a while), stopped."""
+        if self._thread is not None:
+            if not self.alive:
+                return "stopped"
+            if self.last_pass is not None and time.monotonic() - self.last_pass > max(30.0, 10 * self.interval):
+                return "stalled"
+        return self.state
 
     # ---- one pass ----------------------------------------------------------------------------------
     def tick(self) -> None:
