@@ -104,3 +104,14 @@ def test_policy_packs_and_their_kev_data_ship_in_the_wheel(wheel_venv: Path, tmp
     status = run(wheel_venv, tmp_path, "data", "status")
     assert status.returncode == 0, status.stderr
     assert "catalogVersion 2025.08.25" in status.stdout and "origin: shipped" in status.stdout
+
+
+@pytest.mark.slow
+def test_the_service_migrates_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
+    """The Alembic migrations ship inside the package: an installed camscan creates its service database."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    proc = run(wheel_venv, tmp_path, "db", "upgrade", "--db", url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    added = run(wheel_venv, tmp_path, "sites", "add", "hq", "--name", "HQ", "--targets", "10.1.0.0/24", "--db", url)
+    assert added.returncode == 0, added.stderr
+    assert "hq\tHQ\t10.1.0.0/24" in run(wheel_venv, tmp_path, "sites", "list", "--db", url).stdout

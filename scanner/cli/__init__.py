@@ -10,6 +10,7 @@
     policy.py     policy list|verify
     lab.py        lab up|status|down|exec
     demo.py       demo                      lab up, scan, reports, lab down
+    (service)     serve, db, users, tokens, sites: scanner/service/commands.py (the service's own commands)
     common.py     the shared options (`@report_options`) and writing a report's outputs
     render.py     everything printed to a terminal (device text escaped)
 
@@ -31,6 +32,7 @@ from scanner.cli import data, demo, identify, lab, oui, pcap, policy, report, ru
 from scanner.cli.common import err
 from scanner.cli.render import safe
 from scanner.errors import CamscanError
+from scanner.service import commands as service_commands
 
 __all__ = ["app"]
 
@@ -72,5 +74,5 @@ def version() -> None:
     print(f"camscan {__version__}")
 
 
-for _module in (scan, pcap, report, identify, rules, oui, data, policy, lab, demo):
+for _module in (scan, pcap, report, identify, rules, oui, data, policy, lab, demo, service_commands):
     _module.register(app)
