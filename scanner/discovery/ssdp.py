@@ -1,12 +1,14 @@
 """SSDP (UPnP Device Architecture 1.1 §1) on UDP 1900, then the UPnP device description (UDA 1.1 §2.3).
 
 M-SEARCH for `ssdp:all` and for `upnp:rootdevice` (some stacks answer only the latter) to 239.255.255.250
-when the scope allows multicast, and to each routed target by unicast. Each answer gives `ssdp.server` and
-`ssdp.st`; its LOCATION is fetched (HTTP GET, bounded in time and size) only when it names the very address
-that answered, and the description's fields become `upnp.*` Evidence:
+when the scope allows multicast, and to each routed target by unicast. Each answer gives `ssdp.server`,
+`ssdp.st` and `ssdp.usn` (whose UDN often carries a maker's domain, a serial or the MAC); its LOCATION is
+fetched (HTTP GET, bounded in time and size) only when it names the very address that answered, and the
+description's fields become `upnp.*` Evidence:
 
     ssdp.server          Linux/4.14.173-axis8, UPnP/1.0, Portable SDK for UPnP devices/1.8.7
     ssdp.st              urn:axis-com:service:BasicService:1
+    ssdp.usn             uuid:Upnp-BasicDevice-1_0-ACCC8E270AD8::urn:axis-com:service:BasicService:1
     upnp.manufacturer    AXIS
     upnp.model_name      AXIS M1065-LW
 """
@@ -83,7 +85,8 @@ def _headers(data: bytes) -> dict[str, str] | None:
 
 
 def parse_response(data: bytes, source_ip: str = "") -> list[Evidence]:
-    """`ssdp.server` and `ssdp.st` (ST of an answer, NT of a NOTIFY) from one datagram; [] for anything else."""
+    """`ssdp.server`, `ssdp.st` (ST of an answer, NT of a NOTIFY) and `ssdp.usn` (UDA 1.1 §1.1.2: the UDN, then
+    `::` and the target) from one datagram; [] for anything else."""
     try:
         headers = _headers(data)
     except Exception:  # a parser returns nothing on input it cannot read
@@ -96,6 +99,8 @@ def parse_response(data: bytes, source_ip: str = "") -> list[Evidence]:
     st = headers.get("ST") or headers.get("NT")
     if st:
         out.append(evidence("ssdp.st", st, SOURCE))
+    if headers.get("USN"):
+        out.append(evidence("ssdp.usn", headers["USN"], SOURCE))
     return out
 
 

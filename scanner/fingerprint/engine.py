@@ -11,6 +11,13 @@ How evidence combines (the "sum of log-odds" of docs/architecture.md):
 - A banner several makers share (`candidates:`) names no maker. Another maker that evidence pointed at is
   kept as a Conflict and lowers the confidence: confidence = sigmoid(score(winner) - score(best rival)).
 - A maker is only stated when that confidence reaches MIN_CONFIDENCE.
+
+Derived lookups: a rule's named group `model` is also matched against the model-number schemes of
+fingerprints/model.yaml, and a named group `mac` (a device's own MAC inside a realm, a host name, a TXT
+record) is looked up in the MAC registry and the OUI table exactly as `mac` Evidence is. So a realm such
+as `b4a38201a73f` names whoever the registry in use says holds that block, and stays current after
+`camscan oui update`; the derived hit keeps family `mac`, so the same MAC seen twice (ARP and a realm)
+counts once.
 """
 
 from __future__ import annotations
@@ -245,6 +252,7 @@ class Engine:
             if hit:
                 hits.append(hit)
             return hits
+        macs: list[str] = []
         for rules in self.ruleset.rules_for(key):
             for rule in rules:
                 m = rule.pattern.search(value)
@@ -253,6 +261,9 @@ class Engine:
                 groups = m.groupdict()
                 model = _decode(groups.get("model"))
                 firmware = _decode(groups.get("firmware"))
+                mac = groups.get("mac")
+                if mac:
+                    macs.append(mac)
                 hits.append(
                     Hit(
                         rule=rule.full_id,
@@ -274,6 +285,9 @@ class Engine:
             for model in {h.model for h in hits if h.model}:
                 derived = self.match("model", model)
                 hits.extend(replace(h, key=key, value=value, model=h.model or model) for h in derived)
+        # a MAC a rule extracted is looked up as `mac` Evidence is (cached per normalised MAC, like models)
+        for mac in dict.fromkeys(filter(None, map(normalise_mac, macs))):
+            hits.extend(replace(h, key=key, value=value) for h in self.match("mac", mac))
         return hits
 
     def _match_mac(self, value: str) -> Hit | None:

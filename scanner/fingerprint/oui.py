@@ -10,6 +10,7 @@ known maker, so a new block of a covered maker is never dropped silently.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ from scanner.fingerprint.schema import OuiDoc, RuleError, read_doc
 
 
 def fold(name: str) -> str:
-    return " ".join(name.split()).casefold()
+    """The form names are compared in: Unicode NFC (the registry spells `Wächter` both precomposed and with a
+    combining diaeresis), whitespace collapsed, case folded."""
+    return " ".join(unicodedata.normalize("NFC", name).split()).casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ def load_oui(path: Path, makers: Mapping[str, object], registry: Registry) -> tu
 
 # -- the audit: registrant names that look like a known maker but that the table does not classify ----------------
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script: `wächter` is one word
 MAX_SPREAD = 12  # a word in more registrant names than this says little about who one of them is
 
 
@@ -149,7 +152,7 @@ class Suspect:
 def _words(name: str, generic: frozenset[str]) -> set[str]:
     """The distinctive words of a name: no legal form, trade or place (also when glued: `technologyco`)."""
     out = set()
-    for w in _WORD.findall(name.casefold()):
+    for w in _WORD.findall(unicodedata.normalize("NFC", name).casefold()):
         if w in generic or w.isdigit() or (w.endswith("co") and w[:-2] in generic):
             continue
         if w.endswith("ltd") and w[:-3] in generic:

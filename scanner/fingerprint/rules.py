@@ -35,7 +35,7 @@ from scanner.userdata import user_data_dir
 __all__ = ["RuleError", "RuleSet", "load_ruleset"]
 
 SPECIAL_FILES = frozenset({"makers.yaml", "oem.yaml", "oui.yaml", "names.yaml"})
-_GROUPS = frozenset({"model", "firmware"})
+_GROUPS = frozenset({"model", "firmware", "mac"})  # mac: looked up in the OUI table (engine.py)
 SHIPPED = "shipped"
 
 
@@ -235,7 +235,7 @@ def compile_rule(raw: RuleDoc, file: str, family: str, file_keys: tuple[str, ...
         raise RuleError(file, rid, f"bad pattern: {exc}") from None
     bad_groups = set(pattern.groupindex) - _GROUPS
     if bad_groups:
-        raise RuleError(file, rid, f"named groups must be model or firmware, not {sorted(bad_groups)}")
+        raise RuleError(file, rid, f"named groups must be model, firmware or mac, not {sorted(bad_groups)}")
     keys = _str_tuple(raw.keys) or file_keys
     for k in keys:
         if not any(key_matches(fk, k) or fk == k for fk in file_keys):

@@ -52,13 +52,16 @@ class ExampleDoc(_Doc):
     value: ScalarExample
     model: str | None = None
     firmware: str | None = None
+    mac: str | None = None  # compared as a normalised MAC (aa:bb:cc:dd:ee:ff)
 
 
 class RuleDoc(_Doc):
     """One fingerprint rule: a regular expression over one or more Evidence keys, and what it asserts."""
 
     id: Annotated[str, Field(pattern=RULE_ID, description="unique in the file; the report cites family/id")]
-    match: Annotated[str, Field(min_length=1, description="Python regular expression; named groups model, firmware")]
+    match: Annotated[
+        str, Field(min_length=1, description="Python regular expression; named groups model, firmware, mac")
+    ]
     keys: StrOrList | None = Field(default=None, description="Evidence keys read (default: the file's keys)")
     manufacturer: str | None = Field(default=None, description="the maker the firmware evidence names")
     brand: str | None = Field(default=None, description="the label on the box")

@@ -57,6 +57,8 @@ def _check_example(file: str, rule: Rule, value: str, expect: dict[str, str | No
     groups = m.groupdict()
     for name, want in expect.items():
         got = (groups.get(name) or "").strip() or None
+        if name == "mac" and got is not None and want is not None:  # any spelling of the same address
+            got, want = normalise_mac(got) or got, normalise_mac(want) or want
         if got != want:
             return Check(file, rule.id, value, False, f"{name}: expected {want!r}, got {got!r}")
     for prior in earlier:

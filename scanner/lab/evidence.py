@@ -13,6 +13,7 @@ import re
 
 from scanner.lab.persona import HttpService, Persona
 from scanner.model import Evidence, field_key
+from scanner.probes.banner import ftp_greeting
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 BANNER_KEYS = {21: "ftp.banner", 22: "ssh.banner", 23: "telnet.banner"}
@@ -78,9 +79,11 @@ def persona_evidence(persona: Persona, with_mac: bool = True) -> list[Evidence]:
     for banner in s.tcp:
         ports.append(banner.port)
         if banner.banner and banner.port in BANNER_KEYS:
-            pairs.append(
-                (BANNER_KEYS[banner.port], banner.banner.splitlines()[0] if banner.port != 23 else banner.banner[:256])
-            )
+            if banner.port == 21:  # the whole greeting, its lines joined (docs/evidence.md)
+                value = " ".join(ftp_greeting(banner.banner.encode("utf-8"))[0])
+            else:
+                value = banner.banner.splitlines()[0] if banner.port != 23 else banner.banner[:256]
+            pairs.append((BANNER_KEYS[banner.port], value))
     pairs += [("port.open", f"{p}/tcp") for p in sorted(set(ports))]
     if s.wsd is not None:
         pairs += [("wsd.type", t) for t in s.wsd.types]

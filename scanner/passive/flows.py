@@ -102,11 +102,12 @@ class TcpFlows:
 
     def banner(self, d: bytes, q: int, t: int, off: int, iend: int, flags: int, sport: int, ts: float) -> None:
         """The first server bytes on 21/22/23: an SSH identification or an FTP 220 greeting whenever seen (the
-        first line says what it is); a telnet greeting only when its SYN-ACK shows it starts the stream."""
+        first line says what it is, or for FTP a 220 line within the first bytes, after a line some DVRs send
+        before the reply); a telnet greeting only when its SYN-ACK shows it starts the stream."""
         kind = BANNER_KINDS[sport]
         if kind == "ssh" and not d.startswith(b"SSH-", off):
             return
-        if kind == "ftp" and not d.startswith(b"220", off):
+        if kind == "ftp" and not (d.startswith(b"220", off) or b"\n220" in d[off : min(iend, off + 256)]):
             return
         key = d[q + 12 : q + 20] + d[t : t + 4]
         if kind == "telnet":

@@ -1,6 +1,12 @@
 """Banner grab: what a service says first, unasked. `ssh.banner` (port 22: the identification line of
-RFC 4253 section 4.2, `SSH-2.0-dropbear_2014.63`), `ftp.banner` (21: the 220 greeting) and `telnet.banner`
-(23: the first 256 bytes of text, with the option negotiation of RFC 854/855 removed).
+RFC 4253 section 4.2, `SSH-2.0-dropbear_2014.63`), `ftp.banner` (21: the whole 220 greeting, its lines joined
+by a single space) and `telnet.banner` (23: the first 256 bytes of text, with the option negotiation of
+RFC 854/855 removed).
+
+An FTP greeting is a reply (RFC 959 section 4.2): one line `220 text`, or several, `220-first` ... `220 last`,
+where the last line repeats the code followed by a space. Camera makers often put the product on a later line
+(a WebGate eDVR sends a line with no code at all, then `220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc.`,
+then two more), so the whole greeting is read, up to the final line, bounded in lines, bytes and time.
 
 Telnet servers often negotiate options before they print anything and wait for the answer; the probe
 refuses every option (WONT/DONT, which RFC 854 says a client may always answer) so the greeting comes. Nothing
@@ -10,6 +16,7 @@ else is sent.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from scanner.camera_ports import BANNER_KINDS
@@ -22,6 +29,10 @@ TELNET_BYTES = 256
 MAX_LINE = 1024  # an SSH identification line is at most 255 bytes (RFC 4253); FTP greetings are short
 MAX_READ = 4096  # raw bytes read from a telnet service (negotiation included)
 TELNET_IDLE = 0.5  # once some text came, a telnet greeting is taken as finished after this much silence
+MAX_FTP_BYTES = 2048  # of an FTP greeting; camera greetings are one to four short lines
+MAX_FTP_LINES = 16  # RFC 959 sets no bound: a longer greeting is cut here
+FTP_IDLE = 0.5  # once a line came, the rest of an unfinished greeting is waited for at most this long
+_FTP_FINAL = re.compile(r"^\d{3}(?: |$)")  # the last line of a reply: its code, then a space (or nothing)
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 
@@ -76,12 +87,34 @@ def first_line(data: bytes) -> str:
     return ""
 
 
+def ftp_greeting(data: bytes, final: bool = True) -> tuple[list[str], bool]:
+    """(lines, complete): the non-empty lines of an FTP greeting, decoded and stripped, up to and including its
+    final reply line (`220 text`; a multi-line reply opens with `220-`, and lines sent before any code are kept),
+    at most MAX_FTP_LINES lines of the first MAX_FTP_BYTES bytes. `complete` is whether the final line (or the
+    line cap) was reached. With `final=False` a line still arriving (no newline yet) is left out."""
+    parts = data[:MAX_FTP_BYTES].split(b"\n")
+    tail = parts.pop()
+    if final:
+        parts.append(tail)
+    lines: list[str] = []
+    for raw in parts:
+        text = _text(raw.replace(b"\r", b""))
+        if not text:
+            continue
+        lines.append(text)
+        if _FTP_FINAL.match(text) or len(lines) >= MAX_FTP_LINES:
+            return lines, True
+    return lines, False
+
+
 def parse_banner(data: bytes, kind: str) -> list[Evidence]:
     """`<kind>.banner` from what the service sent first; nothing for an empty greeting or an unknown kind."""
     if kind == "telnet":
         value = _text(strip_telnet(data[:MAX_READ])[0][:TELNET_BYTES])
-    elif kind in ("ssh", "ftp"):
+    elif kind == "ssh":
         value = first_line(data)
+    elif kind == "ftp":
+        value = " ".join(ftp_greeting(data)[0])
     else:
         return []
     return [evidence(f"{kind}.banner", value, "banner")] if value else []
@@ -100,9 +133,15 @@ async def grab(ctx: ScanContext, ip: str, port: int, kind: str) -> bytes:
     buf = bytearray()
     answered = 0  # bytes of negotiation already answered
     try:
-        while len(buf) < (MAX_READ if kind == "telnet" else MAX_LINE):
+        while len(buf) < {"telnet": MAX_READ, "ftp": MAX_FTP_BYTES}.get(kind, MAX_LINE):
             wait = deadline - time.monotonic()
-            if kind == "telnet":
+            if kind == "ftp":
+                lines, complete = ftp_greeting(bytes(buf), final=False)
+                if complete:
+                    break
+                if lines:
+                    wait = min(wait, FTP_IDLE)
+            elif kind == "telnet":
                 text, replies = strip_telnet(bytes(buf))
                 if len(text) >= TELNET_BYTES:
                     break

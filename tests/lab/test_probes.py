@@ -304,6 +304,47 @@ def test_telnet_negotiation_is_refused_and_the_greeting_read() -> None:
     assert elapsed < 1.5  # an idle gap after the prompt ends the read, not the full timeout
 
 
+def test_a_multi_line_ftp_greeting_is_read_to_its_final_line() -> None:
+    """A greeting sent in pieces (a line before the reply code, then the 220 lines) is read whole, and what the
+    server sends after its final line is not."""
+    port = free_port(CAM_IP)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for piece in (
+                b"ftpd - accept the connection from 127.0.0.1\n",
+                b"220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010\r\n220-Welcome to DS1004\r\n",
+                b"220 You will be disconnected after 180 seconds of inactivity.\r\n",
+            ):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            writer.write(b"421 Timeout\r\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.read(100), timeout=2)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> list[Evidence]:
+        server = await asyncio.start_server(handle, CAM_IP, port)
+        try:
+            return await banner.probe(scan_context(CAM_IP, timeout=2.0), CAM_IP, port, kind="ftp")
+        finally:
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.05)
+
+    assert pairs(run(main())) == [
+        (
+            "ftp.banner",
+            "ftpd - accept the connection from 127.0.0.1 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010 "
+            "220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity.",
+        )
+    ]
+
+
 # --------------------------------------------------------------------------------------------- ONVIF
 
 

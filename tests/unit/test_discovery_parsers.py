@@ -253,8 +253,50 @@ def test_ssdp_answer() -> None:
     assert pairs(items) == [
         ("ssdp.server", "Linux/4.14.173-axis8, UPnP/1.0, Portable SDK for UPnP devices/1.8.7"),
         ("ssdp.st", "urn:axis-com:service:BasicService:1"),
+        ("ssdp.usn", "uuid:Upnp-BasicDevice-1_0-ACCC8E123431::urn:axis-com:service:BasicService:1"),
     ]
     assert ssdp.parse_location(AXIS_SSDP) == "http://10.77.0.31:80/rootdesc1.xml"
+
+
+# A Dahua device answering a search for its own UDN (home-assistant/core issue #46822, SSDP answers on a home
+# LAN: the USN is the bare UDN, whose name carries Dahua's domain and the serial; the address is the lab's)
+DAHUA_SSDP = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"CACHE-CONTROL: max-age=1800\r\n"
+    b"EXT:\r\n"
+    b"X-User-Agent: redsonic\r\n"
+    b"LOCATION: http://10.77.0.20:49152/upnp_device_desc.xml\r\n"
+    b"SERVER: Linux/3.8.8, UPnP/1.0, ZheJiang Dahua Technology CO.,LTD. Upnp SDK\r\n"
+    b"ST: uuid:www.dahuatech.com.device_3_0-1L047ACPAW00037\r\n"
+    b"USN: uuid:www.dahuatech.com.device_3_0-1L047ACPAW00037\r\n"
+    b"\r\n"
+)
+
+
+def test_ssdp_usn_is_emitted_whole_and_names_the_maker() -> None:
+    from scanner.fingerprint.engine import Engine
+    from scanner.fingerprint.rules import load_ruleset
+
+    items = ssdp.parse_response(DAHUA_SSDP, "10.77.0.20")
+    assert values(items, "ssdp.usn") == ["uuid:www.dahuatech.com.device_3_0-1L047ACPAW00037"]
+    usn_only = [(e.key, e.value) for e in items if e.key == "ssdp.usn"]
+    assert Engine(load_ruleset()).identify(usn_only).manufacturer == "Dahua"
+
+
+def test_ssdp_usn_of_a_notify_keeps_the_target_and_a_missing_usn_gives_none() -> None:
+    assert values(ssdp.parse_response(NOTIFY_ALIVE, "10.77.0.12"), "ssdp.usn") == [
+        "uuid:d2b6a2c0-1dd2-11b2-8000-c056e3000012::upnp:rootdevice"  # lower-case header name, as sent
+    ]
+    no_usn = AXIS_SSDP.replace(b"USN: uuid:Upnp-BasicDevice-1_0-ACCC8E123431::urn:axis-com:service:BasicService:1\r\n", b"")
+    assert values(ssdp.parse_response(no_usn, "10.77.0.31"), "ssdp.usn") == []
+    empty = AXIS_SSDP.replace(b"USN: uuid:Upnp-BasicDevice-1_0-ACCC8E123431", b"USN:")
+    assert values(ssdp.parse_response(empty.replace(b"::urn:axis-com:service:BasicService:1", b""), "10.77.0.31"), "ssdp.usn") == []
+
+
+def test_ssdp_usn_is_capped() -> None:
+    long_usn = AXIS_SSDP.replace(b"ACCC8E123431", b"A" * 10_000)
+    (usn,) = values(ssdp.parse_response(long_usn, "10.77.0.31"), "ssdp.usn")
+    assert len(usn) == 4096
 
 
 def test_ssdp_notify_and_byebye() -> None:

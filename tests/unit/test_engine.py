@@ -163,3 +163,99 @@ def test_unknown_evidence_gives_an_empty_identity(engine: Engine) -> None:
         "confidence": 0.0,
         "matched": [],
     }
+
+
+# -- a MAC a rule extracts (named group `mac`) is looked up like `mac` Evidence -----------------------------------
+
+MAC_REALM = """
+family: test.realm
+keys: [rtsp.www_authenticate]
+rules:
+  - id: mac-realm
+    match: 'realm="(?P<mac>[0-9a-fA-F]{12})"'
+    source: test
+    examples: [{value: 'realm="b4a38201a73f"', mac: 'b4:a3:82:01:a7:3f'}]
+"""
+
+
+@pytest.fixture
+def mac_engine(rules_dir: Path) -> Engine:
+    """The test realm rule with camscan's OUI table over the shipped registry (the IEEE listing of 2026-10-01)."""
+    from scanner._data import data_dir
+
+    (rules_dir / "oui.yaml").write_bytes((data_dir("fingerprints") / "oui.yaml").read_bytes())
+    (rules_dir / "realm.yaml").write_text(textwrap.dedent(MAC_REALM))
+    return Engine(load_ruleset(rules_dir, registry_dir=rules_dir / "no-installed-registry"))
+
+
+@pytest.mark.parametrize(
+    ("realm", "maker", "rule"),
+    [
+        ("b4a38201a73f", "Hikvision", "mac/hikvision-oui"),  # B4:A3:82, a Hikvision MA-L block
+        ("38AF29123ABC", "Dahua", "mac/dahua-oui"),  # 38:AF:29, a Dahua MA-L block
+        ("E4E66C123456", "Tiandy", "mac/tiandy-oui"),  # another maker's block names that maker
+    ],
+)
+def test_a_mac_in_a_realm_names_the_registrant_of_its_block(
+    mac_engine: Engine, realm: str, maker: str, rule: str
+) -> None:
+    r = mac_engine.identify([("rtsp.www_authenticate", f'Digest realm="{realm}", nonce="abc"')])
+    assert r.manufacturer == maker
+    assert r.matched == ["test.realm/mac-realm", rule]
+    derived = next(h for h in r.hits if h.rule == rule)
+    assert derived.key == "rtsp.www_authenticate" and derived.family == "mac"  # cited on the realm it came from
+
+
+def test_a_mac_in_an_unmapped_or_local_block_names_no_maker(mac_engine: Engine) -> None:
+    # 00:1B:C5:00:10:00/36 is an MA-S block of OpenRB.com (not a maker camscan maps); 02:... is locally administered
+    for realm in ("001bc5001abc", "02aabbccddee"):
+        r = mac_engine.identify([("rtsp.www_authenticate", f'Basic realm="{realm}"')])
+        assert (r.manufacturer, r.matched) == (None, ["test.realm/mac-realm"]), realm
+
+
+def test_the_same_mac_from_arp_and_a_realm_counts_once(mac_engine: Engine) -> None:
+    arp = mac_engine.identify([("mac", "b4:a3:82:01:a7:3f")])
+    both = mac_engine.identify([("mac", "b4:a3:82:01:a7:3f"), ("rtsp.www_authenticate", 'Basic realm="b4a38201a73f"')])
+    assert both.manufacturer == "Hikvision" and both.confidence == pytest.approx(arp.confidence)
+
+
+def test_the_derived_mac_lookup_is_cached_once_per_address(mac_engine: Engine) -> None:
+    mac_engine.identify([("rtsp.www_authenticate", 'Basic realm="B4A38201A73F"')])
+    mac_engine.identify([("rtsp.www_authenticate", 'Digest realm="b4a38201a73f", nonce="other"')])
+    assert [k for k in mac_engine._cache if k[0] == "mac"] == [("mac", "b4:a3:82:01:a7:3f")]
+
+
+def test_a_realm_mac_follows_an_installed_registry(rules_dir: Path, tmp_path: Path) -> None:
+    """A block the shipped snapshot does not know names its maker once `camscan oui update` installs a listing
+    that has it: the rule holds no prefix list to go stale."""
+    import csv
+    import io
+
+    from scanner._data import data_dir
+    from scanner.fingerprint.registry import install
+
+    (rules_dir / "oui.yaml").write_bytes((data_dir("fingerprints") / "oui.yaml").read_bytes())
+    (rules_dir / "realm.yaml").write_text(textwrap.dedent(MAC_REALM))
+    realm = [("rtsp.www_authenticate", 'Basic realm="0c0000123456"')]  # 0C:00:00 is unregistered in the snapshot
+    shipped = Engine(load_ruleset(rules_dir, registry_dir=tmp_path / "none"))
+    assert shipped.identify(realm).manufacturer is None
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["Registry", "Assignment", "Organization Name", "Organization Address"])
+    w.writerow(["MA-L", "0C0000", "Hangzhou Hikvision Digital Technology Co.,Ltd.", "Hangzhou CN"])
+    for i in range(150):
+        w.writerow(["MA-L", f"{0x0C1000 + i:06X}", f"Filler {i}", "Somewhere"])
+    (tmp_path / "oui.csv").write_text(out.getvalue())
+    install([tmp_path / "oui.csv"], tmp_path / "data")
+    updated = Engine(load_ruleset(rules_dir, registry_dir=tmp_path / "data"))
+    assert updated.identify(realm).manufacturer == "Hikvision"
+
+
+def test_the_shipped_realm_rules_take_the_maker_from_the_registry() -> None:
+    engine = Engine(load_ruleset())
+    hik = engine.identify([("rtsp.www_authenticate", 'Digest realm="b4a38201a73f", nonce="1", stale="FALSE"')])
+    assert (hik.manufacturer, hik.matched) == ("Hikvision", ["www_authenticate/mac-address-realm", "mac/hikvision-oui"])
+    dahua = engine.identify([("http.www_authenticate", 'Basic realm="38af29123abc"')])
+    assert dahua.manufacturer == "Dahua"
+    axis = engine.identify([("mdns.txt", "macaddress=E82725123456")])  # an Axis block no rule lists by prefix
+    assert (axis.manufacturer, axis.matched) == ("Axis", ["mdns/txt-macaddress", "mac/axis-oui"])

@@ -256,6 +256,25 @@ def test_banners_need_the_start_of_the_stream() -> None:
     assert "23/tcp" in axis["port.open"] and "22/tcp" in axis["port.open"]
 
 
+def test_a_multi_line_ftp_greeting_is_read_whole_from_a_capture() -> None:
+    """A WebGate-style greeting (a line before the reply code, then three 220 lines, sent in small segments) is
+    one ftp.banner; an FTP answer in the middle of a session (331, no 220 line) is not a greeting."""
+    dvr, pc = "192.168.30.42", "192.168.30.10"
+    greeting = (
+        b"ftpd - accept the connection from 192.168.30.10\n"
+        b"220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010\r\n220-Welcome to DS1004\r\n"
+        b"220 You will be disconnected after 180 seconds of inactivity.\r\n331 Password required\r\n"
+    )
+    frames = S.tcp_exchange(S.PC_MAC, S.AXIS_MAC, pc, dvr, 41010, 21, b"", greeting, S.T0, mss=60, syn=False)
+    midway = b"331 Please specify the password.\r\n"
+    frames += S.tcp_exchange(S.PC_MAC, S.AXIS_MAC, pc, dvr, 41011, 21, b"", midway, S.T0 + 1, syn=False)
+    hosts = analyse([f for _, f in frames])
+    assert hosts[dvr]["ftp.banner"] == [
+        "ftpd - accept the connection from 192.168.30.10 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. "
+        "2008-2010 220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity."
+    ]
+
+
 def test_fragmented_datagram_is_reassembled() -> None:
     hosts = analyse([f for _, f in S.fragmented_wsd_packets()])
     assert "onvif://www.onvif.org/hardware/DH-IPC-HFW2431S-S-S2" in hosts["192.168.40.66"]["wsd.scope"]

@@ -551,7 +551,7 @@ TELNET_BUSYBOX = (  # BusyBox telnetd as on many DVRs: negotiation first, then t
         (b"SSH-2.0-dropbear_2014.63\r\n", "ssh", "SSH-2.0-dropbear_2014.63"),
         (b"SSH-2.0-OpenSSH_7.4\r\n\x00\x00\x04\x1c\x0a\x14binary kex", "ssh", "SSH-2.0-OpenSSH_7.4"),
         (b"220 (vsFTPd 3.0.3)\r\n", "ftp", "220 (vsFTPd 3.0.3)"),
-        (b"220-Welcome to DVR FTP\r\n220 Ready\r\n", "ftp", "220-Welcome to DVR FTP"),
+        (b"220-Welcome to DVR FTP\r\n220 Ready\r\n", "ftp", "220-Welcome to DVR FTP 220 Ready"),
         (b"\r\n220 Hikvision FTP\n", "ftp", "220 Hikvision FTP"),
         (b"220 caf\xe9 ftp\r\n", "ftp", "220 caf\ufffd ftp"),
         (TELNET_BUSYBOX, "telnet", "(none) login:"),
@@ -581,6 +581,52 @@ TELNET_BUSYBOX = (  # BusyBox telnetd as on many DVRs: negotiation first, then t
 def test_parse_banner(data: bytes, kind: str, expected: str | None) -> None:
     got = pairs(banner.parse_banner(data, kind))
     assert got == ([] if expected is None else [(f"{kind}.banner", expected)])
+
+
+# A WebGate eDVR (nmap-service-probes match line "WebGate <model> eDVR camera ftpd": a line with no reply code,
+# then a three-line 220 reply naming the product on its first line; model and address filled with lab values)
+WEBGATE_FTP = (
+    b"ftpd - accept the connection from 10.77.0.9\n"
+    b"220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010\r\n"
+    b"220-Welcome to DS1004\r\n"
+    b"220 You will be disconnected after 180 seconds of inactivity.\r\n"
+)
+
+
+def test_ftp_greeting_is_read_whole_and_names_the_recorder() -> None:
+    from scanner.fingerprint.engine import Engine
+    from scanner.fingerprint.rules import load_ruleset
+
+    (ev,) = banner.parse_banner(WEBGATE_FTP, "ftp")
+    assert ev.value == (
+        "ftpd - accept the connection from 10.77.0.9 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010 "
+        "220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity."
+    )
+    r = Engine(load_ruleset()).identify([(ev.key, ev.value)])
+    assert (r.manufacturer, r.device_type, r.matched) == ("WebGate", "recorder", ["ftp.banner/webgate-edvr"])
+
+
+def test_ftp_greeting_ends_at_its_final_line() -> None:
+    # what a capture holds after the greeting (the answer to USER) is not part of it
+    assert banner.ftp_greeting(b"220-Hello\r\n220 Ready\r\n331 Password required\r\n") == (
+        ["220-Hello", "220 Ready"],
+        True,
+    )
+    assert banner.ftp_greeting(b"220\r\n331 x\r\n") == (["220"], True)  # a code alone is a final line
+    # a greeting cut before its final line: what came, not complete
+    assert banner.ftp_greeting(b"220-Hello\r\n220-Still going") == (["220-Hello", "220-Still going"], False)
+    # while reading, a line with no newline yet is not taken
+    assert banner.ftp_greeting(b"220-Hello\r\n220 Rea", final=False) == (["220-Hello"], False)
+    assert banner.ftp_greeting(b"220 Ready\r\n", final=False) == (["220 Ready"], True)
+
+
+def test_ftp_greeting_is_bounded() -> None:
+    many = b"".join(b"220-line %d\r\n" % i for i in range(100)) + b"220 end\r\n"
+    lines, complete = banner.ftp_greeting(many)
+    assert len(lines) == banner.MAX_FTP_LINES and complete
+    (ev,) = banner.parse_banner(b"220-" + b"x" * 100_000, "ftp")
+    assert len(ev.value) == banner.MAX_FTP_BYTES
+    assert banner.parse_banner(b"\r\n \r\n\n", "ftp") == []
 
 
 def test_strip_telnet_refuses_every_option() -> None:

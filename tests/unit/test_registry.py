@@ -191,6 +191,42 @@ def test_the_audit_catches_a_new_name_of_a_covered_maker(tmp_path: Path, ieee_fi
     assert hits == [("Wuhan Hikvision Intelligent Manufacturing Co.,Ltd.", "Hikvision", True)]
 
 
+def test_a_registrant_spelled_with_a_combining_accent_is_the_same_name(tmp_path: Path, ieee_files: list[Path]) -> None:
+    """The IEEE spells some names with a combining diaeresis (`Wa\u0308chter`); the table writes them precomposed."""
+    oui = ieee_files[0]
+    oui.write_text(oui.read_text() + "MA-L,0C5000,Burg-Wa\u0308chter Kg,Wetter DE\n", encoding="utf-8")
+    data = tmp_path / "data"
+    install(ieee_files, data)
+    engine = Engine(load_ruleset(registry_dir=data))
+    assert engine.identify([("mac", "0c:50:00:12:34:56")]).manufacturer == "Burg-W\u00e4chter"
+
+
+@pytest.mark.parametrize(
+    ("mac", "manufacturer", "why"),
+    [
+        ("70:1a:d5:78:9a:bc", "Avigilon", "Avigilon Alta, Motorola Solutions' cloud line"),
+        ("10:dc:b6:58:9a:bc", "Milesight", "Milesight Taiwan, an MA-M block"),
+        ("28:fd:80:38:9a:bc", "NUUO", "NUUO's newer MA-M block, a new spelling"),
+        ("00:16:2f:78:9a:bc", "Geutebr\u00fcck", "a name with a non-ASCII letter"),
+        ("00:0c:ab:78:9a:bc", "Commend", "an intercom maker"),
+        ("ec:15:fe:78:9a:bc", "Hikvision", "Hikvision's storage subsidiary (device type other: a note, not a finding)"),
+        ("20:2c:05:12:34:56", "Dahua", "Zhejiang Dahua Zhilian, kept mapped while unconfirmed"),
+        ("ac:64:dd:50:00:56", "ZTE", "Shanghai ZTE Technologies, at ZTE's Shanghai campus"),
+        ("e4:28:a4:12:34:56", "Prama", "Prama India: a label that names no other maker"),
+        # look-alikes name no maker
+        ("00:0a:28:78:9a:bc", None, "Motorola Mobility's phones are not Avigilon"),
+        ("10:74:6f:78:9a:bc", None, "Motorola Solutions' Penang radio site is not Avigilon"),
+        ("8c:1d:55:78:9a:bc", None, "Hanwha NxMD is not Hanwha Vision"),
+        ("8c:1f:64:8b:6a:bc", None, "AXIS Sp. z o.o. (Gdansk) is not Axis Communications"),
+        ("50:62:55:78:9a:bc", None, "AVTECH Software is not AVTECH the camera maker"),
+        ("30:2f:ac:78:9a:bc", None, "HuaRay, machine vision, treated like Hikrobot"),
+    ],
+)
+def test_reviewed_registrant_names(mac: str, manufacturer: str | None, why: str) -> None:
+    engine = Engine(load_ruleset())
+    assert engine.identify([("mac", mac)]).manufacturer == manufacturer, why
+
+
 def camscan(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scanner", *args], capture_output=True, text=True, timeout=120, check=False, env=env

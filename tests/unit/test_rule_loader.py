@@ -100,6 +100,22 @@ def test_verifier_checks_extracted_fields(rules_dir: Path) -> None:
     assert _failures(rules_dir) == ["good:Good/1.2:firmware: expected '9.9', got '1.2'"]
 
 
+MAC_RULE = """
+- id: realm
+  match: 'realm="(?P<mac>[0-9a-f]{12})"'
+  source: s
+  examples: [{value: 'realm="b4a38201a73f"', mac: 'B4-A3-82-01-A7-3F'}]
+"""
+
+
+def test_verifier_checks_an_extracted_mac_in_any_spelling(rules_dir: Path) -> None:
+    write(rules_dir, MAC_RULE)
+    assert _failures(rules_dir) == []  # the expectation is compared as a normalised MAC
+    write(rules_dir, MAC_RULE.replace("B4-A3-82-01-A7-3F", "b4:a3:82:01:a7:40"))
+    expected = "mac: expected 'b4:a3:82:01:a7:40', got 'b4:a3:82:01:a7:3f'"
+    assert _failures(rules_dir) == [f'realm:realm="b4a38201a73f":{expected}']
+
+
 def test_verifier_catches_a_broad_rule_shadowing_a_precise_one(rules_dir: Path) -> None:
     broad = "- id: broad\n  match: '^Good'\n  candidates: [Axis, Dahua]\n  source: s\n  examples: ['Good']\n"
     write(rules_dir, broad + textwrap.dedent(GOOD))
