@@ -1,6 +1,7 @@
 """Banner grab: what a service says first, unasked. `ssh.banner` (port 22: the identification line of
-RFC 4253 section 4.2, `SSH-2.0-dropbear_2014.63`), `ftp.banner` (21: the whole 220 greeting, its lines joined
-by a single space) and `telnet.banner` (23: the first 256 bytes of text, with the option negotiation of
+RFC 4253 section 4.2, `SSH-2.0-dropbear_2014.63`), `ftp.banner` (21: the first line of the greeting) with
+`ftp.greeting` (the whole greeting, its lines joined by a single space, when it has more than one) and
+`telnet.banner` (23: the first 256 bytes of text, with the option negotiation of
 RFC 854/855 removed).
 
 An FTP greeting is a reply (RFC 959 section 4.2): one line `220 text`, or several, `220-first` ... `220 last`,
@@ -114,7 +115,13 @@ def parse_banner(data: bytes, kind: str) -> list[Evidence]:
     elif kind == "ssh":
         value = first_line(data)
     elif kind == "ftp":
-        value = " ".join(ftp_greeting(data)[0])
+        lines = ftp_greeting(data)[0]
+        if not lines:
+            return []
+        out = [evidence("ftp.banner", lines[0], "banner")]  # the contract: the first line
+        if len(lines) > 1:  # the whole greeting too: some makers name themselves only on a later line
+            out.append(evidence("ftp.greeting", " ".join(lines), "banner"))
+        return out
     else:
         return []
     return [evidence(f"{kind}.banner", value, "banner")] if value else []

@@ -337,11 +337,12 @@ def test_a_multi_line_ftp_greeting_is_read_to_its_final_line() -> None:
             await asyncio.sleep(0.05)
 
     assert pairs(run(main())) == [
+        ("ftp.banner", "ftpd - accept the connection from 127.0.0.1"),
         (
-            "ftp.banner",
+            "ftp.greeting",
             "ftpd - accept the connection from 127.0.0.1 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010 "
             "220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity.",
-        )
+        ),
     ]
 
 

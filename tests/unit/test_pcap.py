@@ -258,7 +258,8 @@ def test_banners_need_the_start_of_the_stream() -> None:
 
 def test_a_multi_line_ftp_greeting_is_read_whole_from_a_capture() -> None:
     """A WebGate-style greeting (a line before the reply code, then three 220 lines, sent in small segments) is
-    one ftp.banner; an FTP answer in the middle of a session (331, no 220 line) is not a greeting."""
+    its first line as ftp.banner (the contract) and the whole of it as ftp.greeting; an FTP answer in the middle
+    of a session (331, no 220 line) is not a greeting."""
     dvr, pc = "192.168.30.42", "192.168.30.10"
     greeting = (
         b"ftpd - accept the connection from 192.168.30.10\n"
@@ -269,7 +270,8 @@ def test_a_multi_line_ftp_greeting_is_read_whole_from_a_capture() -> None:
     midway = b"331 Please specify the password.\r\n"
     frames += S.tcp_exchange(S.PC_MAC, S.AXIS_MAC, pc, dvr, 41011, 21, b"", midway, S.T0 + 1, syn=False)
     hosts = analyse([f for _, f in frames])
-    assert hosts[dvr]["ftp.banner"] == [
+    assert hosts[dvr]["ftp.banner"] == ["ftpd - accept the connection from 192.168.30.10"]
+    assert hosts[dvr]["ftp.greeting"] == [
         "ftpd - accept the connection from 192.168.30.10 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. "
         "2008-2010 220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity."
     ]

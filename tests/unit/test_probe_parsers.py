@@ -551,7 +551,7 @@ TELNET_BUSYBOX = (  # BusyBox telnetd as on many DVRs: negotiation first, then t
         (b"SSH-2.0-dropbear_2014.63\r\n", "ssh", "SSH-2.0-dropbear_2014.63"),
         (b"SSH-2.0-OpenSSH_7.4\r\n\x00\x00\x04\x1c\x0a\x14binary kex", "ssh", "SSH-2.0-OpenSSH_7.4"),
         (b"220 (vsFTPd 3.0.3)\r\n", "ftp", "220 (vsFTPd 3.0.3)"),
-        (b"220-Welcome to DVR FTP\r\n220 Ready\r\n", "ftp", "220-Welcome to DVR FTP 220 Ready"),
+        (b"220-Welcome to DVR FTP\r\n220 Ready\r\n", "ftp", "220-Welcome to DVR FTP"),
         (b"\r\n220 Hikvision FTP\n", "ftp", "220 Hikvision FTP"),
         (b"220 caf\xe9 ftp\r\n", "ftp", "220 caf\ufffd ftp"),
         (TELNET_BUSYBOX, "telnet", "(none) login:"),
@@ -579,8 +579,17 @@ TELNET_BUSYBOX = (  # BusyBox telnetd as on many DVRs: negotiation first, then t
     ],
 )
 def test_parse_banner(data: bytes, kind: str, expected: str | None) -> None:
-    got = pairs(banner.parse_banner(data, kind))
+    got = [p for p in pairs(banner.parse_banner(data, kind)) if p[0].endswith(".banner")]
     assert got == ([] if expected is None else [(f"{kind}.banner", expected)])
+
+
+def test_a_multi_line_ftp_greeting_gives_its_first_line_and_the_whole() -> None:
+    """`ftp.banner` keeps the contract (the first line); `ftp.greeting` carries the whole of a longer greeting."""
+    assert pairs(banner.parse_banner(b"220-Welcome to DVR FTP\r\n220 Ready\r\n", "ftp")) == [
+        ("ftp.banner", "220-Welcome to DVR FTP"),
+        ("ftp.greeting", "220-Welcome to DVR FTP 220 Ready"),
+    ]
+    assert pairs(banner.parse_banner(b"220 (vsFTPd 3.0.3)\r\n", "ftp")) == [("ftp.banner", "220 (vsFTPd 3.0.3)")]
 
 
 # A WebGate eDVR (nmap-service-probes match line "WebGate <model> eDVR camera ftpd": a line with no reply code,
@@ -597,8 +606,9 @@ def test_ftp_greeting_is_read_whole_and_names_the_recorder() -> None:
     from scanner.fingerprint.engine import Engine
     from scanner.fingerprint.rules import load_ruleset
 
-    (ev,) = banner.parse_banner(WEBGATE_FTP, "ftp")
-    assert ev.value == (
+    first, ev = banner.parse_banner(WEBGATE_FTP, "ftp")
+    assert (first.key, first.value) == ("ftp.banner", "ftpd - accept the connection from 10.77.0.9")
+    assert ev.key == "ftp.greeting" and ev.value == (
         "ftpd - accept the connection from 10.77.0.9 220-eDVR FTP Server v1.1 (c)Copyright WebGate Inc. 2008-2010 "
         "220-Welcome to DS1004 220 You will be disconnected after 180 seconds of inactivity."
     )
