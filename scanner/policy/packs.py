@@ -166,8 +166,8 @@ def _device(raw: Any, file: str, name: str) -> Device:
         raise PackError(file, None, f"example {name!r}: device must be a mapping")
     data = dict(raw)
     data.setdefault("id", name)
-    data["evidence"] = [Evidence(**e) for e in data.get("evidence") or []]
-    try:
+    try:  # the Evidence items too: a YAML value that is not a {key, value} mapping is a bad device, not a crash
+        data["evidence"] = [Evidence(**e) for e in data.get("evidence") or []]
         return Device(**data)
     except (TypeError, ValueError) as exc:
         raise PackError(file, None, f"example {name!r}: bad device: {exc}") from None
@@ -221,8 +221,8 @@ def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped")
         if kind == "regime" and tier not in TIERS:
             raise PackError(name, rid, f"a regime rule needs a tier, one of {TIERS}")
         cites = raw.get("citations")
-        if not isinstance(cites, list) or not cites:
-            raise PackError(name, rid, "a rule needs at least one citation id")
+        if not isinstance(cites, list) or not cites or not all(isinstance(c, str) for c in cites):
+            raise PackError(name, rid, "a rule needs a non-empty list of citation ids")
         missing = [c for c in cites if c not in citations]
         if missing:
             raise PackError(name, rid, f"citation(s) {missing} not in pack.citations")
