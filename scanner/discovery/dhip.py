@@ -47,7 +47,9 @@ def parse_reply(data: bytes, source_ip: str = "") -> list[Evidence]:
         out.append(evidence("mac", mac, SOURCE))
     for k, v in list(info.items())[:100]:
         key = field_key("dhip", str(k))
-        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip() and len(key) <= MAX_KEY:
+        if not str(k).strip() or len(key) > MAX_KEY:  # no Evidence key: an empty name, or one too long
+            continue
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip():
             out.append(evidence(key, str(v), SOURCE))
     return out
 
