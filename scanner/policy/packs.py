@@ -180,6 +180,8 @@ def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped")
         doc = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise PackError(name, None, f"not valid YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # PyYAML's own: 2001-13-45, a 4300+ digit integer, deep nesting
+        raise PackError(name, None, f"not valid YAML: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("pack"), dict) or not isinstance(doc.get("rules"), list):
         raise PackError(name, None, "expected 'pack' (a mapping) and 'rules' (a list)")
     head = doc["pack"]
@@ -193,6 +195,8 @@ def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped")
     if kind not in KINDS:
         raise PackError(name, None, f"kind must be one of {KINDS}")
     citations: dict[str, Citation] = {}
+    if not isinstance(head.get("citations") or [], list):
+        raise PackError(name, None, "'citations' must be a list")
     for c in head.get("citations") or []:
         if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not c.get("title"):
             raise PackError(name, None, f"citation needs id and title: {c!r}")
@@ -246,6 +250,8 @@ def load_pack(path: Path, makers: Mapping[str, object], origin: str = "shipped")
             )
         )
     examples: list[PackExample] = []
+    if not isinstance(doc.get("examples") or [], list):
+        raise PackError(name, None, "'examples' must be a list")
     for i, ex in enumerate(doc.get("examples") or []):
         if not isinstance(ex, dict) or "device" not in ex or not isinstance(ex.get("expect"), list):
             raise PackError(name, None, f"example {i}: needs 'device' and an 'expect' list")

@@ -12,7 +12,7 @@ import pytest
 
 from scanner.discovery import dhip, nmap, sadp
 from scanner.evidence_lines import LineError, parse_host_line, read_hosts
-from scanner.fingerprint.rules import load_ruleset
+from scanner.fingerprint.rules import RuleError, load_ruleset
 from scanner.policy.packs import PackError, load_pack
 from tests.fuzz.contract import CORPUS, CRASHES, crash_files
 from tests.fuzz.run import TARGETS
@@ -130,3 +130,41 @@ def test_dhip_empty_field_name_is_skipped() -> None:
     # found by fuzz_sadp_dhip (long run): `{"": "1"}` in deviceInfo made the key `dhip.`, which is no key of
     # docs/evidence.md
     assert dhip.parse_reply(crash("sadp_dhip", "dhip-empty-field-name.bin")) == []
+
+
+# Found by reading the loaders while writing fuzz_rules_yaml and fuzz_policy_yaml, each confirmed to crash the unfixed
+# loader before the fix: what PyYAML and re raise besides their own errors, and YAML values of the wrong type.
+COUNCIL_RULES = {
+    "pattern-repeat-count-overflow.yaml": "bad pattern: the repetition number is too large",
+    "pattern-nested-too-deep.yaml": "bad pattern: maximum recursion depth",
+    "yaml-impossible-date.yaml": "not valid YAML: ValueError: month must be in 1..12",
+    "yaml-integer-over-4300-digits.yaml": "not valid YAML: ValueError: Exceeds the limit",
+    "yaml-nested-too-deep.yaml": "not valid YAML: RecursionError",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUNCIL_RULES))
+def test_council_rule_file_crash_is_a_rule_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / "council.yaml").write_bytes(crash("rules_yaml", name))
+    with pytest.raises(RuleError) as refused:
+        load_ruleset(extra_dirs=[tmp_path])  # the whole loader, as `--rules-dir` runs it
+    assert refused.value.file == "council.yaml" and COUNCIL_RULES[name] in refused.value.reason
+
+
+COUNCIL_PACKS = {
+    "citations-not-a-list.yaml": "'citations' must be a list",
+    "examples-not-a-list.yaml": "'examples' must be a list",
+    "condition-maker-not-a-name.yaml": "when.manufacturer: ['Dahua'] is not a name",
+    "condition-device-type-mapping.yaml": "when.device_type: {'camera': 1} is not a name",
+    "condition-pattern-overflow.yaml": "bad pattern: the repetition number is too large",
+    "yaml-impossible-date.yaml": "not valid YAML: ValueError: day is out of range for month",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUNCIL_PACKS))
+def test_council_policy_pack_crash_is_a_pack_error(tmp_path: Path, makers: dict[str, object], name: str) -> None:
+    path = tmp_path / "council.yaml"
+    path.write_bytes(crash("policy_yaml", name))
+    with pytest.raises(PackError) as refused:
+        load_pack(path, makers)
+    assert COUNCIL_PACKS[name] in refused.value.reason
