@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.discovery import dhip, nmap, sadp
+from scanner.discovery import dhip, mdns, nmap, sadp
 from scanner.evidence_lines import LineError, parse_host_line, read_hosts
 from scanner.fingerprint.rules import RuleError, load_ruleset
 from scanner.policy.packs import PackError, load_pack
@@ -168,3 +168,10 @@ def test_council_policy_pack_crash_is_a_pack_error(tmp_path: Path, makers: dict[
     with pytest.raises(PackError) as refused:
         load_pack(path, makers)
     assert COUNCIL_PACKS[name] in refused.value.reason
+
+
+def test_mdns_srv_target_of_blanks_gives_no_host_name() -> None:
+    # found by fuzz_mdns (long run): an SRV record whose target is " ." became a `hostname` Evidence item with an
+    # empty value once trimmed
+    items = mdns.parse_mdns_answer(crash("mdns", "srv-target-blank-host-name.bin"))
+    assert all(e.value for e in items) and "hostname" not in [e.key for e in items]

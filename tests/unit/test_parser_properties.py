@@ -14,6 +14,7 @@ the long searching happens.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -92,6 +93,7 @@ def test_arbitrary_bytes_obey_the_contract(target: str, data: bytes) -> None:
     importlib.import_module(f"tests.fuzz.fuzz_{target}").check(data)
 
 
+@functools.cache
 def _seeds(target: str) -> list[bytes]:
     corpus = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / target
     return [p.read_bytes() for p in sorted(corpus.iterdir())[:40]]
