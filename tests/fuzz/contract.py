@@ -98,6 +98,18 @@ def fuzz(module_name: str, check: Any) -> None:
     atheris.Fuzz()
 
 
+def scratch_dir(target: str) -> Path:
+    """A private directory for a target's files. libFuzzer ends the process without running `atexit`, so the runner
+    names one inside its work directory (CAMSCAN_FUZZ_TMP) and removes it after each run."""
+    import os
+    import tempfile
+
+    parent = os.environ.get("CAMSCAN_FUZZ_TMP")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"camscan-fuzz-{target}-", dir=parent or None))
+
+
 def crash_files(target: str) -> list[Path]:
     d = CRASHES / target
     return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []

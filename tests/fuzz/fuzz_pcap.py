@@ -8,19 +8,16 @@ every host that comes out carries Evidence that obeys the contract."""
 from __future__ import annotations
 
 import atexit
-import os
-import tempfile
-from pathlib import Path
+import shutil
 
-from tests.fuzz.contract import check_evidence, check_mac, fuzz, instrumented
+from tests.fuzz.contract import check_evidence, check_mac, fuzz, instrumented, scratch_dir
 
 with instrumented(__name__):
     from scanner.passive import Analyzer, CaptureError, FileStats, read_capture
 
-_fd, _name = tempfile.mkstemp(prefix="camscan-fuzz-", suffix=".pcap")
-os.close(_fd)
-PATH = Path(_name)
-atexit.register(lambda: PATH.unlink(missing_ok=True))
+_DIR = scratch_dir("pcap")
+atexit.register(shutil.rmtree, _DIR, True)
+PATH = _DIR / "input.pcap"
 
 
 def check(data: bytes) -> None:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import tempfile
-from pathlib import Path
 
-from tests.fuzz.contract import fuzz, instrumented
+from tests.fuzz.contract import fuzz, instrumented, scratch_dir
 
 with instrumented(__name__):
     from scanner.fingerprint.rules import load_ruleset
     from scanner.policy import packs
 
 MAKERS = load_ruleset().makers
-_DIR = Path(tempfile.mkdtemp(prefix="camscan-fuzz-policy-"))
+_DIR = scratch_dir("policy_yaml")
 atexit.register(shutil.rmtree, _DIR, True)
 PATH = _DIR / "council.yaml"
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import tempfile
 from pathlib import Path
 
-from tests.fuzz.contract import fuzz, instrumented
+from tests.fuzz.contract import fuzz, instrumented, scratch_dir
 
 with instrumented(__name__):
     from scanner.fingerprint import rules, schema, verify
@@ -22,7 +21,7 @@ with instrumented(__name__):
 _SHIPPED = rules.load_ruleset()
 MAKERS = _SHIPPED.makers
 SHIPPED_FAMILIES = {f.family for f in _SHIPPED.files}
-_DIR = Path(tempfile.mkdtemp(prefix="camscan-fuzz-rules-"))
+_DIR = scratch_dir("rules_yaml")
 atexit.register(shutil.rmtree, _DIR, True)
 PATH = _DIR / "council.yaml"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -114,8 +115,12 @@ def run_target(
             if left < 1:
                 break
             argv.append(f"-max_total_time={max(1, int(left))}")
-        env = _env()
-        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, errors="replace")
+        scratch = work / target / "tmp"
+        env = dict(_env(), CAMSCAN_FUZZ_TMP=str(scratch))
+        try:
+            proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, errors="replace")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         log = proc.stdout + proc.stderr
         result.log += log
         statuses = _STATUS.findall(log)
