@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint schema clean
+.PHONY: demo test bench lint fuzz schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_scan.py
 	$(PY) benchmarks/bench_pcap.py
 
+# Every atheris fuzz target (tests/fuzz/) for FUZZ_SECONDS each, two at a time; crashes are kept in .fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scanner tests benchmarks
 	$(VENV)/bin/mypy
@@ -34,4 +39,4 @@ schema: $(STAMP)
 	$(PY) -m scanner schema > reports/schema/scan-report.schema.json
 
 clean:
-	rm -rf $(VENV) build dist camscan-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist camscan-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz

@@ -76,7 +76,7 @@ def parse_host_line(line: str | None) -> HostLine:
         raise LineError(f"line longer than {MAX_LINE} bytes")
     try:
         doc = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer of over 4300 digits
         raise LineError(f"not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise LineError("a host line must be a JSON object")
@@ -117,9 +117,15 @@ def read_hosts(stream: IO[str], name: str, errors: list[str]) -> Iterator[Host]:
         except LineError as exc:
             errors.append(f"{name}:{lineno}: {exc.reason}; line skipped")
             continue
+        items = []
+        for i, (k, v, src) in enumerate(h.items):
+            if not k:  # an Evidence key is never empty (scanner/model.py); the rest of the host still counts
+                errors.append(f"{name}:{lineno}: evidence[{i}] has an empty 'key'; item skipped")
+                continue
+            items.append(Evidence(key=k[:128], value=cap_value(k, v), source=src))
         yield Host(
             id=str(h.id)[:256],
             ip=h.ip[:64] if h.ip is not None else None,
             mac=normalise_mac(h.mac) if h.mac is not None else None,
-            evidence=[Evidence(key=k[:128], value=cap_value(k, v), source=src) for k, v, src in h.items],
+            evidence=items,
         )

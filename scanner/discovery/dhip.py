@@ -15,6 +15,7 @@ from scanner.netctx import ScanContext
 GROUP, PORT = "239.255.255.251", 37810
 MAGIC = b"\x20\x00\x00\x00DHIP"
 MAX_REPLY = 65536
+MAX_KEY = 128  # Evidence.key's max_length (scanner/model.py): a longer JSON name makes no Evidence key
 SOURCE = "dhip"
 
 
@@ -45,8 +46,11 @@ def parse_reply(data: bytes, source_ip: str = "") -> list[Evidence]:
     if mac:
         out.append(evidence("mac", mac, SOURCE))
     for k, v in list(info.items())[:100]:
+        key = field_key("dhip", str(k))
+        if not str(k).strip() or len(key) > MAX_KEY:  # no Evidence key: an empty name, or one too long
+            continue
         if isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v).strip():
-            out.append(evidence(field_key("dhip", str(k)), str(v), SOURCE))
+            out.append(evidence(key, str(v), SOURCE))
     return out
 
 

@@ -70,7 +70,8 @@ TYPE_PTR, TYPE_CLASS_IN = 12, 1  # RFC 1035 §3.2.2, §3.2.4
 
 
 def _strip_local(name: str) -> str:
-    name = name.rstrip(".")
+    """`axis-accc8e123431.local.` -> `axis-accc8e123431`; "" for a name of nothing but blanks and dots."""
+    name = name.strip().rstrip(".").strip()
     return name[: -len(".local")] if name.lower().endswith(".local") else name
 
 

@@ -47,8 +47,8 @@ def parse_nmap_xml(data: bytes) -> list[Observation]:
             if obs.evidence:
                 found.append(obs)
             elem.clear()
-    except (ElementTree.ParseError, DefusedXmlException, ValueError):
-        pass
+    except (ElementTree.ParseError, DefusedXmlException, ValueError, LookupError):
+        pass  # LookupError: an XML declaration naming an encoding Python does not know
     return found
 
 

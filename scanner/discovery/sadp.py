@@ -14,6 +14,7 @@ from scanner.netctx import ScanContext
 
 GROUP, PORT = "239.255.255.250", 37020
 MAX_REPLY = 16384
+MAX_KEY = 128  # Evidence.key's max_length (scanner/model.py): a longer element name makes no Evidence key
 SOURCE = "sadp"
 
 
@@ -31,8 +32,8 @@ def parse_probe_match(data: bytes, source_ip: str = "") -> list[Evidence]:
         return []
     try:
         root = ElementTree.fromstring(data[start:])
-    except (ElementTree.ParseError, DefusedXmlException, ValueError, UnicodeError):
-        return []
+    except (ElementTree.ParseError, DefusedXmlException, ValueError, UnicodeError, LookupError):
+        return []  # LookupError: an XML declaration naming an encoding Python does not know
     if root.tag != "ProbeMatch":
         return []
     out = []
@@ -40,13 +41,14 @@ def parse_probe_match(data: bytes, source_ip: str = "") -> list[Evidence]:
         if child.tag in ("Uuid", "Types") or len(child):
             continue
         text = (child.text or "").strip()
-        if not text:
+        key = field_key("sadp", child.tag)
+        if not text or len(key) > MAX_KEY:
             continue
         if child.tag == "MAC":
             mac = normalise_mac(text)
             if mac:
                 out.append(evidence("mac", mac, SOURCE))
-        out.append(evidence(field_key("sadp", child.tag), text, SOURCE))
+        out.append(evidence(key, text, SOURCE))
     return out
 
 

@@ -231,7 +231,7 @@ def compile_rule(raw: RuleDoc, file: str, family: str, file_keys: tuple[str, ...
     rid = raw.id
     try:
         pattern = re.compile(raw.match)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}; thousands of nested groups
         raise RuleError(file, rid, f"bad pattern: {exc}") from None
     bad_groups = set(pattern.groupindex) - _GROUPS
     if bad_groups:

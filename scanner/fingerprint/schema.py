@@ -199,6 +199,8 @@ def read_doc(path: Path, model: type[D]) -> tuple[D, bytes]:
         raw = load_yaml(data)
     except yaml.YAMLError as exc:
         raise RuleError(path.name, None, f"not valid YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # PyYAML's own: 2001-13-45, a 4300+ digit integer, deep nesting
+        raise RuleError(path.name, None, f"not valid YAML: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(raw, dict):
         raise RuleError(path.name, None, f"expected a mapping ({', '.join(model.model_fields)})")
     try:

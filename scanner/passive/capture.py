@@ -334,7 +334,9 @@ def _pcapng_records(name: str, st: _Stream, stats: FileStats) -> Iterator[Record
             if pos < 0:
                 break
             continue
-        if btype == EPB:
+        if btype in (EPB, PB, SPB) and blen < (16 if btype == SPB else 32):
+            stats.bad_blocks += 1  # shorter than its own fixed fields: nothing to read (the next block may be fine)
+        elif btype == EPB:
             iface_id, hi, lo, caplen, orig = epb(data, pos + 8)
             if iface_id < len(ifaces) and caplen <= blen - 32:
                 iface = ifaces[iface_id]

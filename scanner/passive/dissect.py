@@ -61,6 +61,12 @@ class _Fragments:
 SHARED_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598, carrier-grade NAT and some site networks
 
 
+def _when(ts: float) -> datetime | None:
+    """A packet's time as a datetime; None for a time before 1970 or after 3000 (a pcapng block may claim any
+    64-bit count of any unit, which datetime cannot hold)."""
+    return datetime.fromtimestamp(ts, UTC) if 0 < ts < 32503680000 else None
+
+
 def private_address(ip: str) -> bool:
     try:
         addr = ipaddress.IPv4Address(ip)
@@ -123,7 +129,7 @@ class Analyzer:
                 continue
             self.per_key[per] = n + 1
             if when is None:
-                when = datetime.fromtimestamp(ts, UTC) if 0 < ts < 32503680000 else None
+                when = _when(ts)
             e.source = f"pcap:{proto}"
             e.observed_at = when
             host[k] = e
@@ -333,7 +339,7 @@ class Analyzer:
             for key, value in (("hostname", msg.hostname), ("dhcp.vendor_class", msg.vendor_class)):
                 if value and all((e.key, e.value) != (key, value) for e in items):
                     e = evidence(key, value, "dhcp")
-                    e.source, e.observed_at = "pcap:dhcp", datetime.fromtimestamp(ts, UTC) if ts > 0 else None
+                    e.source, e.observed_at = "pcap:dhcp", _when(ts)
                     items.append(e)
         if msg.ciaddr != "0.0.0.0":
             self.dhcp_ip.setdefault(msg.mac, msg.ciaddr)

@@ -74,7 +74,7 @@ def _pattern(value: Any, where: str) -> re.Pattern[str]:
         raise ConditionError(f"{where} must be a regular expression string")
     try:
         return re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}; thousands of nested groups
         raise ConditionError(f"{where}: bad pattern: {exc}") from None
 
 
@@ -106,6 +106,8 @@ def compile_condition(spec: Any, names: Mapping[str, object], where: str = "when
             for name in allowed:
                 if name is None:
                     continue
+                if not isinstance(name, str):
+                    raise ConditionError(f"{where}.{field}: {name!r} is not a name")
                 if field == "device_type" and name not in DEVICE_TYPES:
                     raise ConditionError(f"{where}.device_type: {name!r} is not a device type")
                 if field != "device_type" and name not in names:

@@ -226,8 +226,8 @@ def _device(raw: Any, file: str, name: str) -> Device:
         raise PackError(file, None, f"example {name!r}: device must be a mapping")
     data = dict(raw)
     data.setdefault("id", name)
-    data["evidence"] = [Evidence(**e) for e in data.get("evidence") or []]
-    try:
+    try:  # the Evidence items too: a YAML value that is not a {key, value} mapping is a bad device, not a crash
+        data["evidence"] = [Evidence(**e) for e in data.get("evidence") or []]
         return Device(**data)
     except (TypeError, ValueError) as exc:
         raise PackError(file, None, f"example {name!r}: bad device: {exc}") from None
@@ -260,6 +260,8 @@ def load_pack(
         doc = load_yaml(data)
     except yaml.YAMLError as exc:
         raise PackError(name, None, f"not valid YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # PyYAML's own: 2001-13-45, a 4300+ digit integer, deep nesting
+        raise PackError(name, None, f"not valid YAML: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("pack"), dict) or not isinstance(doc.get("rules"), list):
         raise PackError(name, None, "expected 'pack' (a mapping) and 'rules' (a list)")
     head = doc["pack"]
@@ -273,6 +275,8 @@ def load_pack(
     if kind not in KINDS:
         raise PackError(name, None, f"kind must be one of {KINDS}")
     citations: dict[str, Citation] = {}
+    if not isinstance(head.get("citations") or [], list):
+        raise PackError(name, None, "'citations' must be a list")
     for c in head.get("citations") or []:
         if not isinstance(c, dict) or not isinstance(c.get("id"), str) or not c.get("title"):
             raise PackError(name, None, f"citation needs id and title: {c!r}")
@@ -314,8 +318,8 @@ def load_pack(
         if kind == "regime" and tier not in TIERS:
             raise PackError(name, rid, f"a regime rule needs a tier, one of {TIERS}")
         cites = raw.get("citations")
-        if not isinstance(cites, list) or not cites:
-            raise PackError(name, rid, "a rule needs at least one citation id")
+        if not isinstance(cites, list) or not cites or not all(isinstance(c, str) for c in cites):
+            raise PackError(name, rid, "a rule needs a non-empty list of citation ids")
         missing = [c for c in cites if c not in citations]
         if missing:
             raise PackError(name, rid, f"citation(s) {missing} not in pack.citations")
@@ -356,6 +360,8 @@ def load_pack(
             )
         )
     examples: list[PackExample] = []
+    if not isinstance(doc.get("examples") or [], list):
+        raise PackError(name, None, "'examples' must be a list")
     for i, ex in enumerate(doc.get("examples") or []):
         if not isinstance(ex, dict) or "device" not in ex or not isinstance(ex.get("expect"), list):
             raise PackError(name, None, f"example {i}: needs 'device' and an 'expect' list")
