@@ -35,6 +35,7 @@ class SiteIn(BaseModel):
     packs: list[str] | None = Field(default=None, max_length=32)
     enabled: bool = True
     allow_public: bool = False
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
 
 
 class SitePatch(BaseModel):
@@ -49,6 +50,7 @@ class SitePatch(BaseModel):
     packs: list[str] | None = Field(default=None, max_length=32)
     enabled: bool | None = None
     allow_public: bool | None = None
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
 
 
 def _invalid(exc: rules.SiteError) -> HTTPException:
@@ -91,6 +93,7 @@ def create_site(body: SiteIn, request: Request, who: Caller) -> dict[str, Any]:
         packs=packs,
         enabled=body.enabled,
         allow_public=body.allow_public,
+        agent=body.agent or None,
         created_at=now,
         updated_at=now,
     )
@@ -144,6 +147,7 @@ def patch_site(slug: str, body: SitePatch, request: Request, who: Caller) -> dic
         site.targets, site.interface, site.schedule, site.timezone = targets, interface, schedule, tz
         site.methods, site.packs, site.allow_public = methods, packs, allow_public
         site.enabled = given.get("enabled", site.enabled)
+        site.agent = (given["agent"] or None) if "agent" in given else site.agent
         site.updated_at = utcnow()
         if rerun:
             rules.first_run(site, site.updated_at)
