@@ -55,6 +55,9 @@ def make_app(broker_url: str, *, site: str | None = None, name: str = "camscan")
         task_queues=queues,
         task_default_queue=queues[0].name if queues else "camscan.unrouted",
         task_create_missing_queues=False,
+        # A scan running when the broker connection drops goes on: its report reaches the service over HTTP,
+        # and the redelivered job finds the scan stored and is dropped (not scanned twice).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

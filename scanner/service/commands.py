@@ -458,6 +458,7 @@ def agent(
     from scanner.userdata import user_data_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per heartbeat
     if not SLUG.match(site):
         raise _fail(f"--site: {site!r} is not a site slug")
     allow_list = [a.strip() for a in allow.split(",") if a.strip()]
