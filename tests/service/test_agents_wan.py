@@ -248,7 +248,7 @@ def _build(wan: Wan) -> None:
             ))  # fmt: skip
     for site in ("a", "b"):
         for pid in PERSONAS[site]:
-            wait_for(lambda s=site, p=pid: (wan.tmp / f"{s}-{p}.ready").exists(), 30, f"persona {pid}")  # type: ignore[misc]
+            wait_for(lambda s=site, p=pid: (wan.tmp / f"{s}-{p}.ready").exists(), 30, f"persona {pid}")
 
 
 def _persona_mac(pid: str) -> str:
@@ -336,7 +336,7 @@ def test_scheduled_scans_at_both_buildings_land_apart(wan: Wan) -> None:
                                          "WHERE c.trigger = 'schedule'")) if len(wan.rows(
         "SELECT id FROM scans WHERE trigger = 'schedule'")) == 2 else None, 30, "two scheduled scans")  # fmt: skip
     for site in ("a", "b"):
-        scan = wait_for(lambda s=site: wan.finished(ids[s]), 120, f"the scan of {site}", wan.logs())  # type: ignore[misc]
+        scan = wait_for(lambda s=site: wan.finished(ids[s]), 120, f"the scan of {site}", wan.logs())
         assert scan["status"] == "succeeded", scan
         assert scan["site"] == site and scan["trigger"] == "schedule"
         assert _stored(wan, ids[site]) == 1
@@ -396,7 +396,7 @@ def test_a_broker_restart_mid_run_loses_and_duplicates_nothing(wan: Wan, vhost: 
     finally:
         ensure_rabbit_running()
     for scan_id in (first["id"], second["id"]):
-        scan = wait_for(lambda i=scan_id: wan.finished(i), 180, "the scans after the restart", wan.logs())  # type: ignore[misc]
+        scan = wait_for(lambda i=scan_id: wan.finished(i), 180, "the scans after the restart", wan.logs())
         assert scan["status"] == "succeeded", scan
         assert _stored(wan, scan_id) == 1
     # every job acknowledged once done; a job redelivered after its report was stored is dropped, not rerun
