@@ -5,8 +5,8 @@
 throwaway RabbitMQ vhost of the machine's broker and a fresh database; every site is assigned to an agent.
 The agents are real `Agent` objects (scanner/service/agent_worker.py: allow-list check, status check,
 spool, delivery with retries, late acknowledgement) in Celery workers, except that instead of scanning
-they replay a recorded report of their site (re-stamped each night with a new report_id, a few devices
-away or changed, as in bench_service.py). Each night every site's cron comes due at once (the worst
+they replay recorded reports of their site (made before the first night, one per night, each with its
+own report_id and a few devices away or changed, as in bench_service.py). Each night every site's cron comes due at once (the worst
 case: one council-wide 02:00 schedule); the benchmark waits until every scan of the night is stored.
 
 Prints: jobs per second end to end (first schedule to last report stored), p50/p95 from schedule to
@@ -87,13 +87,16 @@ def worker_main(args: argparse.Namespace) -> None:
     packs = load_packs(engine.ruleset.makers)
     rng = random.Random(numbers[0])
     bases = {site_slug(n): site_base(engine, packs, n, args.devices, rng) for n in numbers}
-    absent: dict[str, set[int]] = {s: set() for s in bases}
+    # the recorded reports, one per site and night, made before the first night (replay costs no CPU)
+    recorded: dict[str, list[bytes]] = {}
+    for slug, base in bases.items():
+        absent: set[int] = set()
+        recorded[slug] = [day_report(base, datetime.now(UTC), rng, absent) for _ in range(args.nights + 1)]
     lock = threading.Lock()
 
     def replay(job: Any, _limit: float) -> bytes:
-        with lock:  # the rng and the absent sets are shared by the worker's threads
-            state = random.Random(rng.random())
-        return day_report(bases[job.site], datetime.now(UTC), state, absent[job.site])
+        with lock:
+            return recorded[job.site].pop(0)
 
     token = Path(args.token_file).read_text().strip()
     agents = {}
@@ -196,7 +199,8 @@ def run(args: argparse.Namespace) -> None:
             procs.append(subprocess.Popen(
                 [sys.executable, __file__, "--worker", "--serve", ",".join(map(str, group)), "--broker", broker,
                  "--service", service, "--token-file", str(tmp / "token"), "--spool", str(tmp / "spool"),
-                 "--devices", str(args.devices), "--threads", str(args.threads), "--ready", str(ready)],
+                 "--devices", str(args.devices), "--threads", str(args.threads), "--ready", str(ready),
+                 "--nights", str(args.nights)],
                 stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'benchmarks'}"},
                 cwd=ROOT,
             ))  # fmt: skip
