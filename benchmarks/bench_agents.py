@@ -6,8 +6,9 @@ throwaway RabbitMQ vhost of the machine's broker and a fresh database; every sit
 The agents are real `Agent` objects (scanner/service/agent_worker.py: allow-list check, status check,
 spool, delivery with retries, late acknowledgement) in Celery workers, except that instead of scanning
 they replay recorded reports of their site (made before the first night, one per night, each with its
-own report_id and a few devices away or changed, as in bench_service.py). Each night every site's cron comes due at once (the worst
-case: one council-wide 02:00 schedule); the benchmark waits until every scan of the night is stored.
+own report_id and a few devices away or changed, as in bench_service.py). Each night every site's cron
+comes due at once (the worst case: one council-wide 02:00 schedule); the benchmark waits until every scan
+of the night is stored.
 
 Prints: jobs per second end to end (first schedule to last report stored), p50/p95 from schedule to
 stored, and what a night adds to the broker (messages, bytes, what is left queued) and the database.
