@@ -343,8 +343,11 @@ class Scheduler:
                 select(Scan, Site).join(Site, Site.id == Scan.site_id).where(Scan.status == "queued")
                 .order_by(Scan.queued_at)
             ).all()  # fmt: skip
+            broker_down = False  # after one refused publish, the others of this pass wait for the next one
             for scan, site in queued:
                 if not site.agent and not self.executor.has_room():
+                    continue
+                if site.agent and broker_down:
                     continue
                 job = ScanJob(
                     scan_id=scan.id,
@@ -359,7 +362,7 @@ class Scheduler:
                     time_limit=self.time_limit,
                 )
                 if site.agent:
-                    self._start_remote(s, scan, site, job)
+                    broker_down = not self._start_remote(s, scan, site, job)
                     s.flush()
                     continue
                 scan.status, scan.started_at = "running", self.clock()
@@ -371,8 +374,9 @@ class Scheduler:
                 s.flush()
 
     # ---- scans at agents (the multi-site issue) ----------------------------------------------------
-    def _start_remote(self, s: Session, scan: Scan, site: Site, job: ScanJob) -> None:
-        """Hand a job to the site's agent through the broker, or fail it at once when that cannot work."""
+    def _start_remote(self, s: Session, scan: Scan, site: Site, job: ScanJob) -> bool:
+        """Hand a job to the site's agent through the broker, or fail it at once when that cannot work;
+        False when the broker did not take it (the scan stays queued)."""
         from scanner.service.agents import SKIPPED_OFFLINE, agent_for, is_online, mark_offline
         from scanner.service.events import AGENT_OFFLINE, record_event
 
@@ -383,7 +387,7 @@ class Scheduler:
                 f"the site is assigned to agent {site.agent!r}, but this service has no broker to reach it "
                 "(start it with --broker URL)"
             )
-            return
+            return True
         agent = agent_for(s, site)
         if not is_online(agent, now, self.agent_offline_after):
             scan.status, scan.started_at, scan.finished_at = "failed", now, now
@@ -394,13 +398,15 @@ class Scheduler:
                 detail = {"agent": site.agent, "last_contact": None, "reason": "the agent never called in"}
                 record_event(s, AGENT_OFFLINE, site=site.slug, detail=detail)
             log.warning("site %s: scan %s skipped, agent %s is offline", site.slug, scan.id, site.agent)
-            return
+            return True
         scan.status, scan.started_at = "running", now
         try:
             scan.runner = f"{self.instance} {self.remote.submit(job)}"[:120]
         except JobDeferred as exc:
             scan.status, scan.started_at = "queued", None  # tried again at the next pass
             log.warning("site %s: scan %s stays queued: %s", site.slug, scan.id, exc)
+            return False
+        return True
 
     def check_agents(self) -> None:
         """Raise `agent.offline` (once per outage) for each agent that stopped calling in."""
