@@ -203,6 +203,10 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(sites.router, prefix="/api/v1")
     app.include_router(scans.router, prefix="/api/v1")
     app.include_router(devices.router, prefix="/api/v1")
+    # the dashboard's pages (scanner/service/web): their routes, HTML error pages and security headers
+    from scanner.service.web import install as install_pages
+
+    install_pages(app)
     wrapped: Any = LimitAndLog(app, max_body)
     app.state.asgi = wrapped
     return app
