@@ -203,6 +203,10 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(sites.router, prefix="/api/v1")
     app.include_router(scans.router, prefix="/api/v1")
     app.include_router(devices.router, prefix="/api/v1")
+    # alerts, the asset register, audit packs (part 2)
+    from scanner.service.api import alerts
+
+    app.include_router(alerts.router, prefix="/api/v1")
     wrapped: Any = LimitAndLog(app, max_body)
     app.state.asgi = wrapped
     return app
