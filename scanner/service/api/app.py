@@ -204,10 +204,11 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(scans.router, prefix="/api/v1")
     app.include_router(devices.router, prefix="/api/v1")
     # alerts, the asset register, audit packs (part 2)
-    from scanner.service.api import alerts, register
+    from scanner.service.api import alerts, export, register
 
     app.include_router(alerts.router, prefix="/api/v1")
     app.include_router(register.router, prefix="/api/v1")
+    app.include_router(export.router, prefix="/api/v1")
     wrapped: Any = LimitAndLog(app, max_body)
     app.state.asgi = wrapped
     return app
