@@ -412,3 +412,27 @@ class RegisterEntry(Base):
     approved: Mapped[bool] = mapped_column(Boolean, default=False)
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
     imported_by: Mapped[str | None] = mapped_column(String(200))
+
+# ---- scan agents (the multi-site issue): keep this block together, at the end ------------------------
+
+
+class Agent(Base):
+    """A scan agent at a building: what it last said of itself (heartbeat) and when.
+
+    `name` is what a site's `agent` column names; an agent serves the site its token is limited to.
+    `offline_since` is set when the service noticed the agent stopped calling in (the `agent.offline`
+    event is raised then, once) and cleared by its next heartbeat."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    schema_version: Mapped[str | None] = mapped_column(String(16))
+    hostname: Mapped[str | None] = mapped_column(String(200))
+    allow: Mapped[list[str] | None] = mapped_column(JSONType)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    offline_since: Mapped[datetime | None]
+    refused: Mapped[str | None] = mapped_column(Text)  # why the last heartbeat was refused (too old), if it was
