@@ -104,6 +104,24 @@ def serve(
     ] = False,
     scan_timeout: Annotated[float, typer.Option(help="Seconds a scan may run before it is killed.")] = 900.0,
     max_scans: Annotated[int, typer.Option(help="Scans run at the same time (different sites).")] = 2,
+    smtp_host: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(envvar="CAMSCAN_SMTP_HOST", help="SMTP server for alert mails (none: mails are not sent)."),
+    ] = None,
+    smtp_port: Annotated[int, typer.Option(envvar="CAMSCAN_SMTP_PORT", help="SMTP port.")] = 25,
+    smtp_from: Annotated[
+        str, typer.Option(envvar="CAMSCAN_SMTP_FROM", help="Sender address of alert mails.")
+    ] = "camscan@localhost",
+    smtp_starttls: Annotated[
+        bool, typer.Option("--smtp-starttls", envvar="CAMSCAN_SMTP_STARTTLS", help="Upgrade with STARTTLS.")
+    ] = False,
+    smtp_tls: Annotated[
+        bool, typer.Option("--smtp-tls", envvar="CAMSCAN_SMTP_TLS", help="Implicit TLS (usually port 465).")
+    ] = False,
+    smtp_user: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(envvar="CAMSCAN_SMTP_USER", help="SMTP login; the password comes from $CAMSCAN_SMTP_PASSWORD."),
+    ] = None,
     broker: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -167,10 +185,17 @@ def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, note)
+    from scanner.service.alerts import AlertWorker, DeliverySettings, SmtpSettings
+
+    smtp = SmtpSettings(host=smtp_host, port=smtp_port, sender=smtp_from, starttls=smtp_starttls, tls=smtp_tls,
+                        username=smtp_user, password=os.environ.get("CAMSCAN_SMTP_PASSWORD") or None)  # fmt: skip
+    alert_worker = AlertWorker(database, DeliverySettings(smtp=smtp))
     scheduler.start()
+    alert_worker.start()
     try:
         server.run()
     finally:
+        alert_worker.stop()
         stopped = scheduler.stop()
         if stopped:
             logging.getLogger("camscan.service").info(

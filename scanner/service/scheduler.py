@@ -456,8 +456,18 @@ class Scheduler:
                     ingest_report(s, site, outcome.report, scan=scan)
                     return
                 scan.status, scan.error = "failed", outcome.error
+                _scan_failed(s, scan)
         except IngestError as exc:
             with self.db.session() as s:
                 scan = s.get(Scan, outcome.scan_id)
                 if scan is not None:
                     scan.status, scan.finished_at, scan.error = "failed", now, f"the scan's report was refused: {exc}"
+                    _scan_failed(s, scan)
+
+
+def _scan_failed(session: Session, scan: Scan) -> None:
+    """The scan.failed alert, in the transaction that marks the scan failed."""
+    from scanner.service.alerts import emit_event
+
+    site = session.get(Site, scan.site_id)
+    emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})

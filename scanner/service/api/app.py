@@ -206,10 +206,20 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(sites.router, prefix="/api/v1")
     app.include_router(scans.router, prefix="/api/v1")
     app.include_router(devices.router, prefix="/api/v1")
+    # alerts, the asset register, audit packs (part 2)
+    from scanner.service.api import alerts, export, register
+
+    app.include_router(alerts.router, prefix="/api/v1")
+    app.include_router(register.router, prefix="/api/v1")
+    app.include_router(export.router, prefix="/api/v1")
     # scan agents (the multi-site issue): their routes, and the larger body limit of report submissions
     from scanner.service.api import agents
 
     app.include_router(agents.router, prefix="/api/v1")
+    # the dashboard's pages (scanner/service/web): their routes, HTML error pages and security headers
+    from scanner.service.web import install as install_pages
+
+    install_pages(app)
     wrapped: Any = LimitAndLog(app, max_body)
     wrapped.large.append((re.compile(r"/api/v1/scans/[^/]+/report"), max(max_body, agents.MAX_REPORT_BODY)))
     app.state.asgi = wrapped

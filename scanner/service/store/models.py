@@ -100,6 +100,8 @@ class Site(Base):
     next_run_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Lifecycle (revision 0002_alerts): a device unseen in this many consecutive scans is removed.
+    removed_after_scans: Mapped[int] = mapped_column(default=3, server_default="3")
 
 
 class Scan(Base):
@@ -271,6 +273,145 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any] | None]
 
+
+# ---- the web pages (scanner/service/web): sessions, login throttling, users limited to one site ---------
+
+
+class WebSession(Base):
+    """A person's login: the cookie holds a random token, this row only its SHA-256 (like API tokens), the
+    session's CSRF token, and when it ends (idle or absolute, whichever comes first)."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    client: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginFailure(Base):
+    """One failed login, keyed by a hash of (email, client address): the throttle counts these."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserSite(Base):
+    """A person limited to one site (like a site-limited API token): they see and act on that site alone."""
+
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+
+# ---- alerts, the asset register (revision 0002_alerts) ----------------------------------------------
+
+#: The events an alert rule can name (docs/service.md); "*" in a rule means every one of them.
+ALERT_EVENTS = (
+    "device.new",
+    "device.flagged",
+    "device.gone",
+    "finding.new",
+    "finding.resolved",
+    "device.overdue",
+    "scan.failed",
+    "agent.offline",
+)
+
+
+class AlertRule(Base):
+    """Where to send an event: a webhook (URL and HMAC secret) and/or email addresses; site None = every site."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[list[str] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AlertEvent(Base):
+    """The outbox: an event, written in the transaction that caused it (ingest, a failed scan, the overdue
+    check), with the devices it is about. `dedupe` makes an event happen once (device.overdue per due date)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_site_at", "site_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    scan_id: Mapped[str | None] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    devices: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    detail: Mapped[dict[str, Any] | None]
+    dedupe: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class AlertDelivery(Base):
+    """One message to one rule's destination: a webhook POST of one event, or one summary mail of the events
+    of one scan. Sent by the delivery worker, retried with exponential backoff until `max_attempts`."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("alert_rules.id", ondelete="SET NULL"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # webhook | email
+    target: Mapped[str] = mapped_column(Text)
+    event_ids: Mapped[list[int]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(12))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertAttempt(Base):
+    """Every attempt at a delivery, with what the other end said."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_deliveries.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RegisterEntry(Base):
+    """A line of a site's asset register (the last CSV imported replaces the previous one whole)."""
+
+    __tablename__ = "register_entries"
+    __table_args__ = (Index("ix_register_entries_site", "site_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    line: Mapped[int]
+    mac: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    asset_tag: Mapped[str | None] = mapped_column(String(200))
+    location: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_by: Mapped[str | None] = mapped_column(String(200))
 
 # ---- scan agents (the multi-site issue): keep this block together, at the end ------------------------
 

@@ -1,6 +1,6 @@
 """Scan agents at other buildings: the `agents` table (heartbeat, version, last contact).
 
-Revision 0002_agents, after 0001.
+Revision 0002_agents, after 0002_alerts.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0002_agents"
-down_revision = "0001"
+down_revision = "0002_alerts"
 branch_labels = None
 depends_on = None
 
