@@ -387,16 +387,18 @@ class Scheduler:
                 f"the site is assigned to agent {site.agent!r}, but this service has no broker to reach it "
                 "(start it with --broker URL)"
             )
+            _scan_failed(s, scan)
             return True
         agent = agent_for(s, site)
         if not is_online(agent, now, self.agent_offline_after):
             scan.status, scan.started_at, scan.finished_at = "failed", now, now
             scan.error = SKIPPED_OFFLINE
             if agent is not None:
-                mark_offline(s, agent, site.slug, now, "no heartbeat" if agent.refused is None else agent.refused)
+                mark_offline(s, agent, site, now, "no heartbeat" if agent.refused is None else agent.refused)
             else:  # never called in for this site: said at every skipped scan, there is no outage to count
                 detail = {"agent": site.agent, "last_contact": None, "reason": "the agent never called in"}
-                record_event(s, AGENT_OFFLINE, site=site.slug, detail=detail)
+                record_event(s, AGENT_OFFLINE, site=site, detail=detail, scan_id=scan.id)
+            _scan_failed(s, scan)
             log.warning("site %s: scan %s skipped, agent %s is offline", site.slug, scan.id, site.agent)
             return True
         scan.status, scan.started_at = "running", now
@@ -416,12 +418,13 @@ class Scheduler:
         limit = now - timedelta(seconds=self.agent_offline_after)
         with self.db.session() as s:
             rows = s.execute(
-                select(Agent, Site.slug).join(Site, Site.id == Agent.site_id)
+                select(Agent, Site).join(Site, Site.id == Agent.site_id)
                 .where(Agent.offline_since.is_(None), Agent.last_seen_at < limit)
             ).all()  # fmt: skip
-            for agent, slug in rows:
-                mark_offline(s, agent, slug, now, "no heartbeat")
-                log.warning("agent %s of site %s is offline (last contact %s)", agent.name, slug, agent.last_seen_at)
+            for agent, site in rows:
+                mark_offline(s, agent, site, now, "no heartbeat")
+                log.warning("agent %s of site %s is offline (last contact %s)", agent.name, site.slug,
+                            agent.last_seen_at)  # fmt: skip
 
     def expire_remote(self) -> None:
         """Fail scans handed to an agent that gave no result within `remote_deadline` seconds (a report that
@@ -437,6 +440,7 @@ class Scheduler:
                     f"no result from the site's agent within {self.remote_deadline:.0f} s; the job stays in its "
                     "queue and a report that comes later is still stored"
                 )
+                _scan_failed(s, scan)
 
     def collect(self) -> None:
         for outcome in self.executor.poll():
