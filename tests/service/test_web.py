@@ -168,7 +168,7 @@ def test_overview_lists_every_site_with_its_counts_and_a_chart(client: TestClien
     assert [c.split(">", 1)[-1].strip() for c in town[:4]] == ["2", "2", "1", "0"]  # devices, cameras, flagged, overdue
     assert "succeeded" in town[5]
     assert [c.split(">", 1)[-1].strip() for c in _row(html, "Annex")[:3]] == ["1", "1", "1"]
-    assert 'href="/sites/town-hall?flagged=yes">1<' in html
+    assert 'href="/sites/town-hall?flagged=yes&amp;status=present">1<' in html
     svg = html.split("<svg", 1)[1].split("</svg>", 1)[0]
     assert 'role="img"' in svg and "Flagged devices over time" in svg
     assert svg.count('<g class="series"') == 3

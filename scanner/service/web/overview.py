@@ -96,7 +96,7 @@ def site_rows(s: Session, who: Principal, today: date | None = None) -> list[Sit
     ):
         row = rows[scan.site_id]
         row.last_scan_id, row.last_scan_status = scan.id, scan.status
-        row.last_scan_at = scan.finished_at or scan.started_at or scan.queued_at
+        row.last_scan_at = scan.report_started_at or scan.started_at or scan.queued_at  # when it ran, if it did
     return list(rows.values())
 
 
