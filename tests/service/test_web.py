@@ -431,3 +431,39 @@ def test_forms_only_as_urlencoded(client: TestClient, seeded: Seeded) -> None:
     r = client.post(f"/devices/{seeded.hik}/lifecycle", content=json.dumps({"csrf": csrf_of(page.text)}),
                     headers={"content-type": "application/json"})  # fmt: skip
     assert r.status_code == 415
+
+
+def test_scan_now_queues_a_scan_for_operators_only(client: TestClient, seeded: Seeded) -> None:
+    page = logged_in(client, "operator@council.example").get("/sites/annex")
+    assert 'action="/sites/annex/scan"' in page.text
+    r = client.post("/sites/annex/scan", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303 and r.headers["location"].startswith("/scans/")
+    queued = client.get(r.headers["location"])
+    assert "queued" in queued.text and '<meta http-equiv="refresh" content="5">' in queued.text
+    again = client.post("/sites/annex/scan", data={"csrf": csrf_of(page.text)})
+    assert again.status_code == 409 and "already queued or running" in again.text
+    client.cookies.clear()
+    page = logged_in(client, "auditor@council.example").get("/sites/town-hall")
+    assert 'action="/sites/town-hall/scan"' not in page.text
+    assert client.post("/sites/town-hall/scan", data={"csrf": csrf_of(page.text)}).status_code == 403
+
+
+def test_users_add_limits_a_person_to_a_site(client: TestClient, seeded: Seeded, db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["users", "add", "caretaker@council.example", "--role", "auditor", "--site", "annex", "--db", db_url],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "site annex" in result.output
+    html = logged_in(client, "caretaker@council.example").get("/").text
+    assert ">Annex</a>" in html and "Town Hall" not in html
+    bad = CliRunner().invoke(
+        app, ["users", "add", "x@council.example", "--role", "auditor", "--site", "nowhere", "--db", db_url],
+        input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert bad.exit_code == 2

@@ -252,6 +252,12 @@ def test_log_in_see_flagged_devices_and_the_chart_plan_a_replacement(served: Ser
     width, height = _png_size(shot)
     assert width == 1280 and height > 600 and len(shot) > 40_000  # a real page, not a blank one
 
+    # printed: the navigation and forms are left out, the chart and tables stay
+    browser.call("Emulation.setEmulatedMedia", media="print")
+    assert browser.js("getComputedStyle(document.querySelector('header.top')).display") == "none"
+    assert browser.js("getComputedStyle(document.querySelector('svg.chart-svg')).display") != "none"
+    browser.call("Emulation.setEmulatedMedia", media="")
+
     # a flagged device of the town hall, through the overview's link
     browser.click(link)
     assert browser.path() == "/sites/town-hall?flagged=yes&status=present"

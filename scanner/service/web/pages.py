@@ -317,7 +317,18 @@ def site_page(slug: str, request: Request, who: Page) -> HTMLResponse:
     return render_page(
         request, who, "site.html.j2", site=site, devices=devices, total=total, f=f, pages=pages, makers=makers,
         types=types, scans=scans, panels=panels, actions=actions, overdue_ids=overdue_ids, sorts=list(SORTS),
+        may_scan=who.principal.has("operator"),
     )  # fmt: skip
+
+
+@router.post("/sites/{slug}/scan")
+def site_scan_now(slug: str, request: Request, who: Page, form: Form) -> Response:
+    """Queue a scan of the site now (the API's own route: operator role, one scan per site at a time)."""
+    from scanner.service.api.sites import queue_scan
+
+    check_csrf(who, form)
+    scan = queue_scan(slug, request, who.principal)
+    return see_other(f"/scans/{scan['id']}")
 
 
 # ---- device -------------------------------------------------------------------------------------------------
