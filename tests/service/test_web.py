@@ -504,3 +504,20 @@ def test_site_panels_and_actions_registered_by_other_modules(client: TestClient,
     finally:
         SITE_PANELS[:] = [p for p in SITE_PANELS if p.title not in ("Register reconciliation", "Alert rules")]
         SITE_ACTIONS[:] = [a for a in SITE_ACTIONS if a.label != "Download audit pack"]
+
+
+def test_the_chart_stays_readable_with_many_sites_and_scans() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from scanner.service.web.overview import CHART_POINTS, MARKS_UP_TO, _thin, build_chart
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    year = [(start + timedelta(days=d), 40 - d // 10) for d in range(365)]
+    thinned = _thin(year)
+    assert len(thinned) == CHART_POINTS and thinned[0] == year[0] and thinned[-1] == year[-1]
+    chart = build_chart([("Big <site>", "big", thinned), ("Small", "small", year[:5])], hidden=3)
+    big, small = chart.series
+    assert big.marks == [] and len(small.marks) == 5 <= MARKS_UP_TO  # markers only where they can be told apart
+    assert big.path.startswith("M48.0,") and big.path.count(" L") == CHART_POINTS - 1
+    assert chart.hidden == 3 and [v for _, v in chart.y_ticks][-1] >= 40
+    assert build_chart([]).empty

@@ -18,7 +18,9 @@ from scanner.service.store.models import Device, Scan, Site
 
 CAMERA_TYPES = ("camera", "recorder", "encoder", "intercom", "access_control")  # as the report's summary counts
 CLOSED_STATES = ("removed", "exception")
-CHART_POINTS = 200  # per site: the newest scans
+CHART_POINTS = 120  # per site, at most (a year of daily scans is thinned evenly)
+CHART_SITES = 7  # lines at most: the sites with the most flagged devices now (one colour and dash each)
+MARKS_UP_TO = 40  # points per line that get a marker with its figure (beyond, the line alone)
 # Okabe-Ito colours (told apart with colour-blindness too), each with its own dash so print in grey works
 PALETTE = [
     ("#0072B2", ""),
@@ -123,15 +125,20 @@ class Chart:
     plot_w: int
     plot_h: int
     series: list[Series]
+    hidden: int  # sites with scans that are not drawn (CHART_SITES)
     y_ticks: list[tuple[float, int]]
     x_ticks: list[tuple[float, str]]
     empty: bool
 
 
-def flagged_history(s: Session, who: Principal) -> list[tuple[str, str, list[tuple[datetime, int]]]]:
-    """(site name, slug, [(when, flagged)...]) from each visible site's succeeded scans, oldest first."""
+def flagged_history(s: Session, who: Principal) -> tuple[list[tuple[str, str, list[tuple[datetime, int]]]], int]:
+    """The lines of the chart, [(site name, slug, [(when, flagged)...])...], and how many sites were left
+    out. From each visible site's succeeded scans, oldest first, at most CHART_POINTS a site (evenly thinned,
+    first and last kept); only the CHART_SITES sites with the most flagged devices at their latest scan, so
+    that the chart stays readable."""
+    flagged = Scan.summary["flagged"].as_integer()  # read in the database: the summary's other keys stay there
     query = (
-        select(Site.name, Site.slug, Scan.report_started_at, Scan.finished_at, Scan.summary)
+        select(Site.name, Site.slug, func.coalesce(Scan.report_started_at, Scan.finished_at), flagged)
         .join(Site, Site.id == Scan.site_id)
         .where(Scan.status == "succeeded", Scan.summary.is_not(None))
         .order_by(Site.name, Site.slug, Scan.report_started_at)
@@ -139,14 +146,20 @@ def flagged_history(s: Session, who: Principal) -> list[tuple[str, str, list[tup
     if who.site_id is not None:
         query = query.where(Scan.site_id == who.site_id)
     by_site: dict[str, tuple[str, list[tuple[datetime, int]]]] = {}
-    for name, slug, started, finished, summary in s.execute(query):
-        when = started or finished
-        if when is None or not isinstance(summary, dict):
-            continue
-        flagged = summary.get("flagged")
-        if isinstance(flagged, int) and not isinstance(flagged, bool):
-            by_site.setdefault(slug, (name, []))[1].append((when, flagged))
-    return [(name, slug, points[-CHART_POINTS:]) for slug, (name, points) in by_site.items()]
+    for name, slug, when, value in s.execute(query):
+        if when is not None and isinstance(value, int):
+            by_site.setdefault(slug, (name, []))[1].append((when, value))
+    ranked = sorted(by_site.items(), key=lambda item: -item[1][1][-1][1])[:CHART_SITES]
+    shown = {slug for slug, _ in ranked}
+    lines = [(name, slug, _thin(points)) for slug, (name, points) in by_site.items() if slug in shown]
+    return lines, len(by_site) - len(lines)
+
+
+def _thin(points: list[tuple[datetime, int]]) -> list[tuple[datetime, int]]:
+    if len(points) <= CHART_POINTS:
+        return points
+    step = (len(points) - 1) / (CHART_POINTS - 1)
+    return [points[round(i * step)] for i in range(CHART_POINTS)]
 
 
 def _nice_max(value: int) -> tuple[int, int]:
@@ -161,13 +174,13 @@ def _nice_max(value: int) -> tuple[int, int]:
 
 
 def build_chart(
-    history: list[tuple[str, str, list[tuple[datetime, int]]]], width: int = 760, height: int = 260
+    history: list[tuple[str, str, list[tuple[datetime, int]]]], hidden: int = 0, width: int = 760, height: int = 260
 ) -> Chart:
     left, right, top, bottom = 48, 16, 16, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     points = [p for _, _, pts in history for p in pts]
     if not points:
-        return Chart(width, height, left, top, plot_w, plot_h, [], [], [], True)
+        return Chart(width, height, left, top, plot_w, plot_h, [], hidden, [], [], True)
     t0 = min(t for t, _ in points)
     t1 = max(t for t, _ in points)
     if t1 - t0 < timedelta(days=1):
@@ -198,4 +211,4 @@ def build_chart(
     for k in range(n_x):
         t = t0 + (t1 - t0) * k / (n_x - 1)
         x_ticks.append((x(t), f"{t:%d %b %Y}"))
-    return Chart(width, height, left, top, plot_w, plot_h, series, y_ticks, x_ticks, False)
+    return Chart(width, height, left, top, plot_w, plot_h, series, hidden, y_ticks, x_ticks, False)

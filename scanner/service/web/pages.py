@@ -226,7 +226,8 @@ def overview(request: Request, who: Page) -> HTMLResponse:
 
     with service_of(request).db.session() as s:
         rows = site_rows(s, who.principal)
-        chart = build_chart(flagged_history(s, who.principal))
+        lines, hidden = flagged_history(s, who.principal)
+        chart = build_chart(lines, hidden)
     totals = {k: sum(getattr(r, k) for r in rows) for k in ("devices", "cameras", "flagged", "overdue")}
     return render_page(request, who, "overview.html.j2", rows=rows, chart=chart, totals=totals)
 
