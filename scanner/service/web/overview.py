@@ -200,10 +200,11 @@ def build_chart(
         one = Series(name, slug, colour, dash, pts)
         coords = [(x(t), y(v)) for t, v in pts]
         one.path = "M" + " L".join(f"{cx},{cy}" for cx, cy in coords)
-        one.marks = [
-            (cx, cy, f"{name}: {v} flagged, {t:%Y-%m-%d %H:%M} UTC")
-            for (cx, cy), (t, v) in zip(coords, pts, strict=True)
-        ]
+        if len(pts) <= MARKS_UP_TO:  # a marker (with its figure) per scan only where they can be told apart
+            one.marks = [
+                (cx, cy, f"{name}: {v} flagged, {t:%Y-%m-%d %H:%M} UTC")
+                for (cx, cy), (t, v) in zip(coords, pts, strict=True)
+            ]
         series.append(one)
     y_ticks = [(y(v), v) for v in range(0, y_max + 1, step)]
     n_x = 5
