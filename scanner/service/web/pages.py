@@ -74,7 +74,7 @@ def viewer(request: Request) -> Viewer:
             found = sessions.viewer_for(s, token)
     if found is None:
         path = request.url.path + ("?" + request.url.query if request.url.query else "")
-        raise LoginRequired(path)
+        raise LoginRequired(path if request.method == "GET" else "/")  # a form's target is no page to return to
     request.state.actor = found.principal.name
     return found
 
