@@ -77,11 +77,24 @@ def report(
 
 
 def verify(
-    report_file: Annotated[Path, typer.Argument(help="A camscan report JSON.", exists=True, dir_okay=False)],
+    report_file: Annotated[
+        Path, typer.Argument(help="A camscan report JSON, or an audit pack (.zip).", exists=True, dir_okay=False)
+    ],
 ) -> None:
-    """Check a report's integrity digest: exit 0 if it matches its content, 1 if the report was changed."""
+    """Check a report's integrity digest, or an audit pack's manifest and every report in it: exit 0 if
+    nothing changed, 1 if something did (each changed file is named)."""
     from scanner.report.export import load_document, verify_document
+    from scanner.report.pack import is_pack, verify_pack
 
+    if is_pack(report_file):
+        check = verify_pack(report_file)
+        for problem in check.problems:
+            print(f"FAILED: {report_file}: {problem}")
+        if not check.ok:
+            print(f"FAILED: {report_file}: {len(check.problems)} problem(s): changed after camscan made the pack.")
+            raise typer.Exit(1)
+        print(f"OK: {report_file}: {check.files} files match the manifest; {check.reports} report(s) verified")
+        return
     ok, message = verify_document(load_document(report_file))
     if not ok:
         print(f"FAILED: {report_file}: {message}. The report was changed after camscan wrote it.")

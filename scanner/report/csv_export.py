@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 from scanner._data import data_dir
@@ -57,13 +58,16 @@ def row(d: Device) -> dict[str, object]:
     }
 
 
-def render_csv(report: ScanReport) -> str:
-    cols = columns()
+def render_csv(report: ScanReport, exceptions: Mapping[str, str] | None = None) -> str:
+    """The CSV; with `exceptions` (report device id -> text, from the service) a last column `exception`."""
+    cols = columns() + (["exception"] if exceptions is not None else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(cols)
     for d in report.devices:
         r = row(d)
+        if exceptions is not None:
+            r["exception"] = exceptions.get(d.id, "")
         writer.writerow([neutralise(r.get(c)) for c in cols])
     return buf.getvalue()
 

@@ -7,6 +7,7 @@ also carries a Content-Security-Policy that allows no script at all. Long values
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -33,11 +34,15 @@ def environment() -> Environment:
     return env
 
 
-def render_html(report: ScanReport) -> str:
+def render_html(report: ScanReport, exceptions: Mapping[str, str] | None = None) -> str:
+    """The page; `exceptions` (report device id -> text) are the exceptions in force that the service adds
+    to a stored report when it renders it (the report itself is not changed)."""
     digest = report_document(report)["integrity"]["digest"]
     flagged_by_maker = Counter(d.manufacturer or "unknown" for d in report.devices if d.flagged)
     return (
-        environment().get_template("report.html.j2").render(r=report, digest=digest, flagged_by_maker=flagged_by_maker)
+        environment()
+        .get_template("report.html.j2")
+        .render(r=report, digest=digest, flagged_by_maker=flagged_by_maker, exceptions=dict(exceptions or {}))
     )
 
 

@@ -193,7 +193,18 @@ def ingest_report(
     if newer:
         rebuild_site(session, site.id)
         return IngestResult(scan.id, devices=len(doc["devices"]))
-    return apply_report(session, site.id, scan.id, report.scan.started_at, doc["devices"])
+    result = apply_report(session, site.id, scan.id, report.scan.started_at, doc["devices"])
+    after_ingest(session, site, scan, result)
+    return result
+
+
+def after_ingest(session: Session, site: Site, scan: Scan, result: IngestResult) -> None:
+    """The lifecycle rules and the alert events of a newly applied report, in the ingest's transaction."""
+    from scanner.service.alerts import derive_scan_events
+    from scanner.service.lifecycle import apply_removals
+
+    apply_removals(session, site, scan.id)
+    derive_scan_events(session, site, scan, result.new, result.gone)
 
 
 IDENTITY_COLUMNS = ("ip", "mac", "manufacturer", "brand", "model", "firmware", "device_type", "flagged", "n_findings")

@@ -133,6 +133,7 @@ def site_json(site: Site) -> dict[str, Any]:
         "enabled": site.enabled,
         "allow_public": site.allow_public,
         "agent": site.agent,
+        "removed_after_scans": site.removed_after_scans,
         "next_run_at": site.next_run_at.isoformat() if site.next_run_at else None,
         "created_at": site.created_at.isoformat(),
         "updated_at": site.updated_at.isoformat(),

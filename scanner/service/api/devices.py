@@ -22,7 +22,11 @@ router = APIRouter(tags=["devices"])
 HISTORY_MAX = 1000
 
 
-def lifecycle_json(d: Device) -> dict[str, Any]:
+def lifecycle_json(d: Device, today: date | None = None) -> dict[str, Any]:
+    from scanner.service.lifecycle import active_exception, is_overdue
+
+    today = today or utcnow().date()
+    exception = active_exception(d, today)
     return {
         "state": d.lifecycle,
         "replacement_due": d.replacement_due.isoformat() if d.replacement_due else None,
@@ -33,6 +37,8 @@ def lifecycle_json(d: Device) -> dict[str, Any]:
         "note": d.lifecycle_note,
         "updated_at": _iso(d.lifecycle_updated_at),
         "updated_by": d.lifecycle_updated_by,
+        "overdue": is_overdue(d, today),
+        "exception_active": exception is not None,
     }
 
 
@@ -133,6 +139,9 @@ def get_device(
         ).all()
         record = device_record(s, d) or {}
         doc = device_json(d, site.slug)
+        from scanner.service.lifecycle import active_exception
+
+        exception = active_exception(d, utcnow().date())
         doc.update(
             {
                 "firmware": d.firmware,
@@ -156,6 +165,9 @@ def get_device(
                         "resolved_at": _iso(f.resolved_at),
                         "first_scan": f.first_scan_id,
                         "resolved_scan": f.resolved_scan_id,
+                        # open, excepted (an exception in force covers it) or resolved
+                        "status": "resolved" if f.resolved_at else ("excepted" if exception else "open"),
+                        "exception": exception.as_dict() if exception and not f.resolved_at else None,
                     }
                     for f in findings
                 ],

@@ -110,6 +110,15 @@ def _model(raw: bytes) -> ScanReport:
         raise HTTPException(409, "the stored report cannot be read by this camscan's report model") from None
 
 
+def _exceptions(s: Session, scan: Scan, report: ScanReport) -> dict[str, str]:
+    """The lifecycle exceptions in force today for the report's devices (shown, never written into it)."""
+    from scanner.service.lifecycle import exceptions_by_report_device
+    from scanner.service.store.models import utcnow
+
+    notes = exceptions_by_report_device(s, scan.site_id, list(report.devices), utcnow().date())
+    return {device_id: note.text() for device_id, note in notes.items()}
+
+
 @router.get("/scans/{scan_id}/report.json")
 def report_json(scan_id: str, request: Request, who: Caller) -> Response:
     """The report exactly as the scan wrote it (so `camscan verify` passes on the download)."""
@@ -130,9 +139,11 @@ def report_html(scan_id: str, request: Request, who: Caller) -> Response:
     from scanner.report.html import render_html
 
     with service_of(request).db.session() as s:
-        _, raw = _stored_report(s, scan_id, who)
+        scan, raw = _stored_report(s, scan_id, who)
+        report = _model(raw)
+        exceptions = _exceptions(s, scan, report)
     return Response(
-        render_html(_model(raw)),
+        render_html(report, exceptions),
         media_type="text/html; charset=utf-8",
         headers={"Content-Security-Policy": REPORT_CSP},
     )
@@ -144,8 +155,10 @@ def report_csv(scan_id: str, request: Request, who: Caller) -> Response:
 
     with service_of(request).db.session() as s:
         scan, raw = _stored_report(s, scan_id, who)
+        report = _model(raw)
+        exceptions = _exceptions(s, scan, report)
     return Response(
-        render_csv(_model(raw)),
+        render_csv(report, exceptions),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="camscan-{scan.id}.csv"'},
     )

@@ -35,6 +35,9 @@ class SiteIn(BaseModel):
     packs: list[str] | None = Field(default=None, max_length=32)
     enabled: bool = True
     allow_public: bool = False
+    removed_after_scans: int = Field(default=3, ge=1, le=1000)
+
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
 
 
 class SitePatch(BaseModel):
@@ -49,6 +52,9 @@ class SitePatch(BaseModel):
     packs: list[str] | None = Field(default=None, max_length=32)
     enabled: bool | None = None
     allow_public: bool | None = None
+    removed_after_scans: int | None = Field(default=None, ge=1, le=1000)
+
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
 
 
 def _invalid(exc: rules.SiteError) -> HTTPException:
@@ -91,6 +97,9 @@ def create_site(body: SiteIn, request: Request, who: Caller) -> dict[str, Any]:
         packs=packs,
         enabled=body.enabled,
         allow_public=body.allow_public,
+        removed_after_scans=body.removed_after_scans,
+
+        agent=body.agent or None,
         created_at=now,
         updated_at=now,
     )
@@ -128,7 +137,7 @@ def patch_site(slug: str, body: SitePatch, request: Request, who: Caller) -> dic
         site = site_for(s, slug, who)
         allow_public = given.get("allow_public", site.allow_public)
         try:
-            for key in ("name", "enabled", "tz", "targets", "allow_public"):
+            for key in ("name", "enabled", "tz", "targets", "allow_public", "removed_after_scans"):
                 if given.get(key, ...) is None:
                     raise rules.SiteError(f"{key}: may not be null")
             targets = rules.check_targets(given.get("targets", site.targets), allow_public)
@@ -144,6 +153,9 @@ def patch_site(slug: str, body: SitePatch, request: Request, who: Caller) -> dic
         site.targets, site.interface, site.schedule, site.timezone = targets, interface, schedule, tz
         site.methods, site.packs, site.allow_public = methods, packs, allow_public
         site.enabled = given.get("enabled", site.enabled)
+        site.removed_after_scans = given.get("removed_after_scans", site.removed_after_scans)
+
+        site.agent = (given["agent"] or None) if "agent" in given else site.agent
         site.updated_at = utcnow()
         if rerun:
             rules.first_run(site, site.updated_at)

@@ -100,6 +100,8 @@ class Site(Base):
     next_run_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Lifecycle (revision 0002_alerts): a device unseen in this many consecutive scans is removed.
+    removed_after_scans: Mapped[int] = mapped_column(default=3, server_default="3")
 
 
 class Scan(Base):
@@ -309,3 +311,128 @@ class UserSite(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+
+# ---- alerts, the asset register (revision 0002_alerts) ----------------------------------------------
+
+#: The events an alert rule can name (docs/service.md); "*" in a rule means every one of them.
+ALERT_EVENTS = (
+    "device.new",
+    "device.flagged",
+    "device.gone",
+    "finding.new",
+    "finding.resolved",
+    "device.overdue",
+    "scan.failed",
+    "agent.offline",
+)
+
+
+class AlertRule(Base):
+    """Where to send an event: a webhook (URL and HMAC secret) and/or email addresses; site None = every site."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[list[str] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class AlertEvent(Base):
+    """The outbox: an event, written in the transaction that caused it (ingest, a failed scan, the overdue
+    check), with the devices it is about. `dedupe` makes an event happen once (device.overdue per due date)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_site_at", "site_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    scan_id: Mapped[str | None] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    devices: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    detail: Mapped[dict[str, Any] | None]
+    dedupe: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class AlertDelivery(Base):
+    """One message to one rule's destination: a webhook POST of one event, or one summary mail of the events
+    of one scan. Sent by the delivery worker, retried with exponential backoff until `max_attempts`."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("alert_rules.id", ondelete="SET NULL"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # webhook | email
+    target: Mapped[str] = mapped_column(Text)
+    event_ids: Mapped[list[int]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(12))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertAttempt(Base):
+    """Every attempt at a delivery, with what the other end said."""
+
+    __tablename__ = "alert_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_deliveries.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class RegisterEntry(Base):
+    """A line of a site's asset register (the last CSV imported replaces the previous one whole)."""
+
+    __tablename__ = "register_entries"
+    __table_args__ = (Index("ix_register_entries_site", "site_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    line: Mapped[int]
+    mac: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    asset_tag: Mapped[str | None] = mapped_column(String(200))
+    location: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_by: Mapped[str | None] = mapped_column(String(200))
+
+# ---- scan agents (the multi-site issue): keep this block together, at the end ------------------------
+
+
+class Agent(Base):
+    """A scan agent at a building: what it last said of itself (heartbeat) and when.
+
+    `name` is what a site's `agent` column names; an agent serves the site its token is limited to.
+    `offline_since` is set when the service noticed the agent stopped calling in (the `agent.offline`
+    event is raised then, once) and cleared by its next heartbeat."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    schema_version: Mapped[str | None] = mapped_column(String(16))
+    hostname: Mapped[str | None] = mapped_column(String(200))
+    allow: Mapped[list[str] | None] = mapped_column(JSONType)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    offline_since: Mapped[datetime | None]
+    refused: Mapped[str | None] = mapped_column(Text)  # why the last heartbeat was refused (too old), if it was
