@@ -523,3 +523,30 @@ def test_the_chart_stays_readable_with_many_sites_and_scans() -> None:
     assert big.path.startswith("M48.0,") and big.path.count(" L") == CHART_POINTS - 1
     assert chart.hidden == 3 and [v for _, v in chart.y_ticks][-1] >= 40
     assert build_chart([]).empty
+
+
+def test_overdue_on_the_pages_is_the_overdue_of_the_alert(seeded: Seeded) -> None:
+    """The overview's SQL and lifecycle.is_overdue (which raises device.overdue) agree on every state."""
+    from datetime import date, timedelta
+
+    from scanner.service.lifecycle import is_overdue
+    from scanner.service.web.overview import overdue_clause
+
+    today = date(2026, 6, 1)
+    past, future = today - timedelta(days=1), today + timedelta(days=1)
+    states = [
+        ("replacement_planned", past, None, None), ("replacement_planned", future, None, None),
+        ("replacement_planned", today, None, None), (None, past, None, None), ("removed", past, None, None),
+        ("exception", past, "museum piece", future), ("exception", past, "museum piece", past),
+        ("exception", past, "museum piece", today), ("exception", past, None, future), ("flagged", None, None, None),
+    ]  # fmt: skip
+    with seeded.db.session() as s:
+        hik = s.get(Device, seeded.hik)
+        assert hik is not None and hik.flagged
+        for state, due, reason, expires in states:
+            hik.lifecycle, hik.replacement_due = state, due
+            hik.exception_reason, hik.exception_expires = reason, expires
+            s.flush()
+            query = select(func.count()).select_from(Device).where(Device.id == hik.id, overdue_clause(today))
+            by_sql = s.scalar(query)
+            assert bool(by_sql) == is_overdue(hik, today), (state, due, reason, expires)

@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, not_, select
 from sqlalchemy.orm import Session
 
 from scanner.service.auth import Principal
 from scanner.service.store.models import Device, Scan, Site
 
 CAMERA_TYPES = ("camera", "recorder", "encoder", "intercom", "access_control")  # as the report's summary counts
-CLOSED_STATES = ("removed", "exception")
 CHART_POINTS = 120  # per site, at most (a year of daily scans is thinned evenly)
 CHART_SITES = 7  # lines at most: the sites with the most flagged devices now (one colour and dash each)
 MARKS_UP_TO = 40  # points per line that get a marker with its figure (beyond, the line alone)
@@ -48,18 +47,28 @@ class SiteRow:
 
 
 def overdue_clause(today: date) -> Any:
-    """Flagged, still present, a replacement due date in the past, and neither removed nor excepted."""
+    """Flagged and overdue as scanner/service/lifecycle.py's `is_overdue` (the `device.overdue` alert) says:
+    a replacement due before today, not removed, and no exception in force (an expired one protects no
+    more). tests/service/test_web.py checks that the two agree."""
+    excepted = and_(
+        Device.lifecycle == "exception",
+        Device.exception_reason.is_not(None),
+        Device.exception_reason != "",
+        Device.exception_expires.is_not(None),
+        Device.exception_expires >= today,
+    )
     return and_(
         Device.flagged.is_(True),
-        Device.status == "present",
         Device.replacement_due.is_not(None),
         Device.replacement_due < today,
-        func.coalesce(Device.lifecycle, "flagged").not_in(CLOSED_STATES),
+        func.coalesce(Device.lifecycle, "flagged") != "removed",
+        not_(excepted),
     )
 
 
 def site_rows(s: Session, who: Principal, today: date | None = None) -> list[SiteRow]:
-    """Every site this person may see, by name, with its present devices' counts and its last scan."""
+    """Every site this person may see, by name, with its present devices' counts, its overdue devices (as the
+    alert counts them), and its last scan."""
     today = today or datetime.now(UTC).date()
     query = select(Site).order_by(Site.name, Site.slug)
     if who.site_id is not None:
@@ -71,18 +80,18 @@ def site_rows(s: Session, who: Principal, today: date | None = None) -> list[Sit
     counts = s.execute(
         select(
             Device.site_id,
-            func.count(),
-            func.sum(case((Device.device_type.in_(CAMERA_TYPES), 1), else_=0)),
-            func.sum(case((Device.flagged.is_(True), 1), else_=0)),
-            func.sum(case((overdue_clause(today), 1), else_=0)),
+            func.sum(case((present, 1), else_=0)),
+            func.sum(case((and_(present, Device.device_type.in_(CAMERA_TYPES)), 1), else_=0)),
+            func.sum(case((and_(present, Device.flagged.is_(True)), 1), else_=0)),
+            func.sum(case((overdue_clause(today), 1), else_=0)),  # gone but not yet removed is still overdue
         )
-        .where(present, Device.site_id.in_(rows))
+        .where(Device.site_id.in_(rows))
         .group_by(Device.site_id)
     )
     for site_id, n, cameras, flagged, overdue in counts:
         row = rows[site_id]
         row.devices, row.cameras, row.flagged, row.overdue = (
-            int(n),
+            int(n or 0),
             int(cameras or 0),
             int(flagged or 0),
             int(overdue or 0),

@@ -357,6 +357,7 @@ def _device_page(
 ) -> HTMLResponse:  # fmt: skip
     from scanner.service.api.devices import device_for
     from scanner.service.ingest import device_record
+    from scanner.service.lifecycle import is_overdue
     from scanner.service.store.models import AuditEntry, Finding, Observation
 
     with service_of(request).db.session() as s:
@@ -377,10 +378,7 @@ def _device_page(
     cited = {(f.get("policy"), f.get("rule")): f for f in record.get("findings", []) if isinstance(f, dict)}
     rows = [(f, cited.get((f.pack, f.rule), {})) for f in findings]
     today = datetime.now(UTC).date()
-    overdue = bool(
-        d.flagged and d.status == "present" and d.replacement_due and d.replacement_due < today
-        and (d.lifecycle or "flagged") not in ("removed", "exception")
-    )  # fmt: skip
+    overdue = d.flagged and is_overdue(d, today)  # as the device.overdue alert decides
     return render_page(
         request, who, "device.html.j2", status, d=d, site=site, record=record, findings=rows,
         runs=_history_runs(list(observations)), changes=changes, error=error, values=values or {},
