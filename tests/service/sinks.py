@@ -7,12 +7,14 @@ import email
 import email.policy
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -92,3 +94,34 @@ def smtp_sink(host: str = "127.0.0.1") -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+def in_namespace(namespace: str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a new thread that first joins the network namespace `namespace` (setns(2)): the sockets
+    it opens, and the threads it starts, live in that namespace (so a receiver started there listens on
+    the namespace's own loopback, where a service inside the lab can reach it)."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"in-{namespace}")
+    thread.start()
+    thread.join(60)
+    if failure:
+        raise failure[0]
+    return result[0]
