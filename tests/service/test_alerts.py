@@ -303,3 +303,35 @@ def test_device_ids_in_alerts_are_the_api_ids(api: Api) -> None:
     with api.db.session() as s:
         assert s.scalar(select(Device.id).where(Device.mac == "28:57:be:00:00:10")) == dev["id"]
     assert api.client.get(f"/api/v1/devices/{dev['id']}", headers=api.as_("auditor")).status_code == 200
+
+
+def test_mail_over_starttls_with_a_login(api: Api, tmp_path: Any) -> None:
+    import ssl
+
+    from scanner.lab.certs import make_certificate
+
+    cert, key = make_certificate(None, "smtp.test", tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=cert)
+    client_tls.check_hostname = False  # the test certificate names no address; the chain is still checked
+    rule(api, {"event": "device.new", "email": ["security@example.org"]})
+    ingest(api, make_report([HIK_CAM], day(0)))
+    with smtp_sink(tls=server_tls, login=("camscan", "correct horse")) as smtp:
+        plain = fast(SmtpSettings(host=smtp.host, port=smtp.port, username="camscan", password="correct horse"))
+        deliver_due(api.db, plain)  # without STARTTLS the server refuses the login
+        assert smtp.messages == []
+        wrong = fast(SmtpSettings(host=smtp.host, port=smtp.port, starttls=True, username="camscan", password="x"))
+        wrong.ssl_context = client_tls
+        deliver_due(api.db, wrong)
+        assert smtp.messages == []
+        good = fast(SmtpSettings(host=smtp.host, port=smtp.port, starttls=True, username="camscan",
+                                 password="correct horse"))  # fmt: skip
+        good.ssl_context = client_tls
+        deliver_due(api.db, good)
+        (mail,) = smtp.messages
+        assert smtp.sessions == [{"tls": True, "login": "camscan"}]
+    assert "10.77.0.10" in mail.get_content()
+    (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
+    assert [a["ok"] for a in delivery["attempts"]] == [False, False, True]
+    assert "Authentication" in (delivery["attempts"][1]["error"] or "") or delivery["attempts"][1]["status_code"] == 535
