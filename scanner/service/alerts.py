@@ -492,6 +492,30 @@ def backoff_delay(attempts: int, settings: DeliverySettings) -> float:
     return float(min(settings.backoff_cap, settings.backoff * (2 ** max(0, attempts - 1))))
 
 
+def _send(
+    delivery_id: int,
+    channel: str,
+    target: str,
+    secret: str | None,
+    events: list[AlertEvent],
+    site: Site | None,
+    settings: DeliverySettings,
+) -> Outcome:
+    if channel == "webhook":
+        body = webhook_body(events[0], site.slug if site else None)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"camscan/{__version__}",
+            "X-Camscan-Event": events[0].event,
+            "X-Camscan-Delivery": str(delivery_id),
+        }
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(body, secret)
+        return post_webhook(target, body, headers, settings)
+    to = [a.strip() for a in target.split(",") if a.strip()]
+    return send_mail(summary_mail(events, site, settings.smtp, to), to, settings)
+
+
 def deliver_one(db: Database, delivery_id: int, settings: DeliverySettings, clock: Callable[[], datetime]) -> Outcome:
     with db.session() as s:
         d = s.get(AlertDelivery, delivery_id)
@@ -507,20 +531,12 @@ def deliver_one(db: Database, delivery_id: int, settings: DeliverySettings, cloc
         outcome = Outcome(False, None, "the alert rule was deleted")
     elif not events:
         outcome = Outcome(False, None, "the events of this delivery are gone (their site was deleted)")
-    elif channel == "webhook":
-        body = webhook_body(events[0], site.slug if site else None)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"camscan/{__version__}",
-            "X-Camscan-Event": events[0].event,
-            "X-Camscan-Delivery": str(delivery_id),
-        }
-        if secret:
-            headers[SIGNATURE_HEADER] = sign(body, secret)
-        outcome = post_webhook(target, body, headers, settings)
     else:
-        to = [a.strip() for a in target.split(",") if a.strip()]
-        outcome = send_mail(summary_mail(events, site, settings.smtp, to), to, settings)
+        try:
+            outcome = _send(delivery_id, channel, target, secret, events, site, settings)
+        except Exception as exc:  # a bug or odd data costs one recorded attempt, never a stuck delivery
+            log.exception("alert delivery %d crashed", delivery_id)
+            outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")
     elapsed = (time.monotonic() - started) * 1000
     now = clock()
     with db.session() as s:

@@ -335,3 +335,14 @@ def test_mail_over_starttls_with_a_login(api: Api, tmp_path: Any) -> None:
     (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
     assert [a["ok"] for a in delivery["attempts"]] == [False, False, True]
     assert "Authentication" in (delivery["attempts"][1]["error"] or "") or delivery["attempts"][1]["status_code"] == 535
+
+
+def test_a_deleted_rule_fails_its_pending_deliveries_once(api: Api) -> None:
+    made = rule(api, {"event": "device.new", "webhook": {"url": "http://127.0.0.1:9/", "secret": SECRET}})
+    ingest(api, make_report([HIK_CAM], day(0)))
+    assert api.client.delete(f"/api/v1/alert-rules/{made['id']}", headers=api.as_("operator")).status_code == 204
+    assert deliver_due(api.db, fast()) == 1
+    assert deliver_due(api.db, fast()) == 0
+    (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
+    assert (delivery["status"], delivery["rule"]) == ("failed", None)
+    assert delivery["last_error"] == "the alert rule was deleted"
