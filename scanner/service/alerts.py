@@ -130,8 +130,9 @@ def rule_json(rule: AlertRule, site_slug: str | None) -> dict[str, Any]:
 # ---- events ----------------------------------------------------------------------------------------
 
 
-def device_payload(device: Device, findings: Iterable[Finding]) -> dict[str, Any]:
-    """A device as an alert shows it (the contract's fields)."""
+def device_payload(device: Device, findings: Iterable[Any]) -> dict[str, Any]:
+    """A device as an alert shows it (the contract's fields); findings are Finding rows or any objects with
+    pack, rule and severity."""
     return {
         "id": device.id,
         "ip": device.ip,
@@ -236,23 +237,22 @@ def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[i
     previous observation was not flagged (or which is new); finding.new and finding.resolved are the findings
     this scan opened and resolved. Returns the names of the events recorded."""
     when = scan.report_started_at or utcnow()
-    open_by_device: dict[int, list[Finding]] = {}
-    opened: dict[int, list[Finding]] = {}
-    resolved: dict[int, list[Finding]] = {}
-    for f in session.scalars(
-        select(Finding)
-        .where(
-            Finding.site_id == site.id,
-            (Finding.resolved_at.is_(None)) | (Finding.resolved_scan_id == scan.id),
-        )
+    cols = (Finding.device_id, Finding.pack, Finding.rule, Finding.severity)
+    opened: dict[int, list[Any]] = {}
+    resolved: dict[int, list[Any]] = {}
+    # both queries ride the (site_id, resolved_at) index: a finding is resolved at its scan's start time
+    for f in session.execute(
+        select(*cols)
+        .where(Finding.site_id == site.id, Finding.resolved_at.is_(None), Finding.first_scan_id == scan.id)
         .order_by(Finding.id)
     ):
-        if f.resolved_at is None:
-            open_by_device.setdefault(f.device_id, []).append(f)
-            if f.first_scan_id == scan.id:
-                opened.setdefault(f.device_id, []).append(f)
-        else:
-            resolved.setdefault(f.device_id, []).append(f)
+        opened.setdefault(f.device_id, []).append(f)
+    for f in session.execute(
+        select(*cols)
+        .where(Finding.site_id == site.id, Finding.resolved_at == when, Finding.resolved_scan_id == scan.id)
+        .order_by(Finding.id)
+    ):
+        resolved.setdefault(f.device_id, []).append(f)
     flagged_now = list(
         session.scalars(
             select(Device.id).where(Device.site_id == site.id, Device.last_scan_id == scan.id, Device.flagged)
@@ -273,6 +273,15 @@ def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[i
     for device_id in flagged_now:
         if device_id in new_set or not previous.get(device_id, (when, False))[1]:
             newly_flagged.append(device_id)
+    open_by_device: dict[int, list[Any]] = {}
+    with_open = sorted(set(new) | set(gone) | set(newly_flagged))
+    for start in range(0, len(with_open), 500):
+        for f in session.execute(
+            select(*cols)
+            .where(Finding.device_id.in_(with_open[start : start + 500]), Finding.resolved_at.is_(None))
+            .order_by(Finding.id)
+        ):
+            open_by_device.setdefault(f.device_id, []).append(f)
     wanted = set(new) | set(gone) | set(newly_flagged) | set(opened) | set(resolved)
     devices: dict[int, Device] = {}
     ids = sorted(wanted)
@@ -280,7 +289,7 @@ def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[i
         for d in session.scalars(select(Device).where(Device.id.in_(ids[start : start + 500]))):
             devices[d.id] = d
 
-    def payload(device_ids: Iterable[int], findings: dict[int, list[Finding]]) -> list[dict[str, Any]]:
+    def payload(device_ids: Iterable[int], findings: dict[int, list[Any]]) -> list[dict[str, Any]]:
         return [device_payload(devices[i], findings.get(i, [])) for i in sorted(device_ids) if i in devices]
 
     plan = [

@@ -346,3 +346,15 @@ def test_a_deleted_rule_fails_its_pending_deliveries_once(api: Api) -> None:
     (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
     assert (delivery["status"], delivery["rule"]) == ("failed", None)
     assert delivery["last_error"] == "the alert rule was deleted"
+
+
+def test_finding_resolved_names_the_resolved_finding_only(api: Api) -> None:
+    ingest(api, make_report([HIK_CAM], day(0)))
+    no_web = Dev(HIK_CAM.ip, HIK_CAM.mac, (("sadp.device_type", "DS-2CD2143G0-I"),))  # the web server is off now
+    scan = ingest(api, make_report([no_web], day(1)))
+    with api.db.session() as s:
+        rows = {e.event: e for e in s.scalars(select(AlertEvent).where(AlertEvent.scan_id == scan))}
+    assert set(rows) == {"finding.resolved"}
+    (dev,) = rows["finding.resolved"].devices
+    assert dev["ip"] == HIK_CAM.ip
+    assert [(f["pack"], f["rule"]) for f in dev["findings"]] == [("camera-risk", "http-no-tls")]
