@@ -52,7 +52,6 @@ from scanner.service.store.models import (
     AlertRule,
     Device,
     Finding,
-    Observation,
     Scan,
     Site,
     utcnow,
@@ -230,11 +229,13 @@ def emit_event(
     return row
 
 
-def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[int], gone: Sequence[int]) -> list[str]:
+def derive_scan_events(
+    session: Session, site: Site, scan: Scan, new: Sequence[int], gone: Sequence[int], flagged: Sequence[int]
+) -> list[str]:
     """The events one ingested report causes, recorded with their deliveries in the ingest's transaction.
 
-    device.new and device.gone are ingest's own lists; device.flagged is a device flagged in this scan whose
-    previous observation was not flagged (or which is new); finding.new and finding.resolved are the findings
+    device.new, device.gone and device.flagged are ingest's own lists (flagged: flagged in this scan and not
+    at the device's previous sighting, or new and flagged); finding.new and finding.resolved are the findings
     this scan opened and resolved. Returns the names of the events recorded."""
     when = scan.report_started_at or utcnow()
     cols = (Finding.device_id, Finding.pack, Finding.rule, Finding.severity)
@@ -253,26 +254,7 @@ def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[i
         .order_by(Finding.id)
     ):
         resolved.setdefault(f.device_id, []).append(f)
-    flagged_now = list(
-        session.scalars(
-            select(Device.id).where(Device.site_id == site.id, Device.last_scan_id == scan.id, Device.flagged)
-        )
-    )
-    new_set = set(new)
-    newly_flagged: list[int] = []
-    candidates = [d for d in flagged_now if d not in new_set]
-    previous: dict[int, tuple[datetime, bool]] = {}
-    for start in range(0, len(candidates), 500):
-        for device_id, seen_at, was_flagged in session.execute(
-            select(Observation.device_id, Observation.seen_at, Observation.flagged).where(
-                Observation.device_id.in_(candidates[start : start + 500]), Observation.scan_id != scan.id
-            )
-        ):
-            if device_id not in previous or previous[device_id][0] < seen_at:
-                previous[device_id] = (seen_at, was_flagged)
-    for device_id in flagged_now:
-        if device_id in new_set or not previous.get(device_id, (when, False))[1]:
-            newly_flagged.append(device_id)
+    newly_flagged = list(flagged)
     open_by_device: dict[int, list[Any]] = {}
     with_open = sorted(set(new) | set(gone) | set(newly_flagged))
     for start in range(0, len(with_open), 500):
