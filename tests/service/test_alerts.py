@@ -358,3 +358,26 @@ def test_finding_resolved_names_the_resolved_finding_only(api: Api) -> None:
     (dev,) = rows["finding.resolved"].devices
     assert dev["ip"] == HIK_CAM.ip
     assert [(f["pack"], f["rule"]) for f in dev["findings"]] == [("camera-risk", "http-no-tls")]
+
+
+NEW_ROUTES = [
+    ("POST", "/api/v1/alert-rules"),
+    ("GET", "/api/v1/alert-rules"),
+    ("GET", "/api/v1/alert-rules/1"),
+    ("DELETE", "/api/v1/alert-rules/1"),
+    ("GET", "/api/v1/alerts"),
+    ("POST", "/api/v1/sites/town-hall/register"),
+    ("GET", "/api/v1/sites/town-hall/register"),
+    ("GET", "/api/v1/sites/town-hall/reconciliation"),
+    ("GET", "/api/v1/export?site=town-hall"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), NEW_ROUTES, ids=[f"{m} {p}" for m, p in NEW_ROUTES])
+def test_part_two_routes_need_a_token_and_are_in_the_openapi(api: Api, method: str, path: str) -> None:
+    assert api.client.request(method, path).status_code == 401
+    bad = {"Authorization": "Bearer cst_not-a-token"}
+    assert api.client.request(method, path, headers=bad).status_code == 401
+    paths = api.client.get("/api/openapi.json").json()["paths"]
+    template = path.split("?")[0].replace("/1", "/{rule_id}").replace("town-hall", "{slug}")
+    assert template in paths, template
