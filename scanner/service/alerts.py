@@ -229,6 +229,12 @@ def emit_event(
     return row
 
 
+def emit_scan_failed(session: Session, scan: Scan) -> AlertEvent | None:
+    """`scan.failed`, in the transaction that marks the scan failed (the error goes in `detail`)."""
+    site = session.get(Site, scan.site_id)
+    return emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})
+
+
 def derive_scan_events(
     session: Session, site: Site, scan: Scan, new: Sequence[int], gone: Sequence[int], flagged: Sequence[int]
 ) -> list[str]:

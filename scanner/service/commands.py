@@ -90,6 +90,8 @@ def register(app: typer.Typer) -> None:
     sites_app.command("add")(sites_add)
     sites_app.command("list")(sites_list)
     app.add_typer(sites_app, name="sites")
+    # scan agents (the multi-site issue)
+    app.command("agent")(agent)
 
 
 def serve(
@@ -120,6 +122,15 @@ def serve(
         Optional[str],  # noqa: UP045
         typer.Option(envvar="CAMSCAN_SMTP_USER", help="SMTP login; the password comes from $CAMSCAN_SMTP_PASSWORD."),
     ] = None,
+    broker: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--broker",
+            envvar="CAMSCAN_BROKER",
+            help="Celery broker URL (amqp://... or redis://...) through which sites assigned to an agent get "
+            "their jobs. Without it, such sites' scans fail with a message saying so.",
+        ),
+    ] = None,
 ) -> None:
     """Run the service: the HTTP API, the scheduler and the local scan executor, in one process.
 
@@ -139,11 +150,17 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     database = _open(db, data_dir, migrate=not no_migrate)
     work = user_data_dir(data_dir) / "scans"
+    remote = None
+    if broker:
+        from scanner.service.remote import CeleryExecutor
+
+        remote = CeleryExecutor(broker)
     scheduler = Scheduler(
         database,
         LocalExecutor(work, max_parallel=max(1, max_scans)),
         leader_lock_for(database),
         time_limit=scan_timeout,
+        remote=remote,
     )
     config = uvicorn.Config(
         asgi(Service(database, scheduler)),
@@ -332,6 +349,10 @@ def sites_add(
         bool, typer.Option("--allow-public", help="Allow public addresses in the targets (you are authorised).")
     ] = False,
     disabled: Annotated[bool, typer.Option("--disabled", help="Add the site without scheduling it.")] = False,
+    agent_name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--agent", help="The scan agent (its --name) that scans this site in its building."),
+    ] = None,
     db: DbUrl = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -368,6 +389,7 @@ def sites_add(
         packs=chosen_packs,
         enabled=not disabled,
         allow_public=allow_public,
+        agent=agent_name or None,
         created_at=now,
         updated_at=now,
     )
@@ -408,3 +430,87 @@ def _plain(value: object) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+# ---- scan agents (the multi-site issue): keep this block together, at the end ----------------------
+
+
+def agent(
+    site: Annotated[str, typer.Option("--site", help="The site (slug) this agent scans.")],
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker", envvar="CAMSCAN_BROKER", help="Broker URL, e.g. amqps://USER:PASS@broker.example:5671/camscan."
+        ),
+    ],
+    service: Annotated[str, typer.Option("--service", help="The service's URL, e.g. https://camscan.example.")],
+    token_file: Annotated[
+        Path,
+        typer.Option(
+            "--token-file", help="File holding the site's API token (operator, limited to the site).", dir_okay=False
+        ),
+    ],
+    allow: Annotated[
+        str, typer.Option("--allow", help="Comma-separated networks this agent may scan; it refuses other targets.")
+    ],
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--name", help="The agent's name, as the site's `agent` field names it (default: the site slug)."),
+    ] = None,
+    spool: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--spool", help="Where reports wait to be sent (default: DATA_DIR/agent-SITE).", file_okay=False),
+    ] = None,
+    max_scan_time: Annotated[
+        float, typer.Option(help="Seconds a scan may run at most (below the broker's consumer timeout).")
+    ] = 1500.0,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats to the service.")] = 30.0,
+    ca_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--ca-file", help="CA certificate(s) to check the service's TLS certificate.", dir_okay=False),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a scan agent at a building: a Celery worker on the site's queue that scans and reports back.
+
+    It only connects out (to the broker and to the service). SIGTERM lets a running scan finish, then stops.
+    """
+    import logging
+
+    from scanner.scope import ScopeError
+    from scanner.service.agent_worker import Agent, ServiceClient, allowed, run
+    from scanner.service.broker import SLUG
+    from scanner.userdata import user_data_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per heartbeat
+    if not SLUG.match(site):
+        raise _fail(f"--site: {site!r} is not a site slug")
+    allow_list = [a.strip() for a in allow.split(",") if a.strip()]
+    try:
+        allow_set = allowed(allow_list)
+    except ScopeError as exc:
+        raise _fail(f"--allow: {exc}") from None
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+        mode = token_file.stat().st_mode
+    except OSError as exc:
+        raise _fail(f"--token-file: {exc.strerror}: {token_file}") from None
+    if not token:
+        raise _fail(f"--token-file: {token_file} is empty")
+    if mode & 0o077:
+        print(f"warning: {token_file} can be read by other users; chmod 600 it", file=sys.stderr)
+    if not service.startswith(("https://", "http://")):
+        raise _fail("--service: give the service's URL (https://...)")
+    agent_name = name or site
+    client = ServiceClient(service, token, agent_name, verify=str(ca_file) if ca_file else True)
+    worker = Agent(
+        site=site,
+        name=agent_name,
+        client=client,
+        allow=allow_set,
+        allow_text=allow_list,
+        spool=spool or user_data_dir(data_dir) / f"agent-{site}",
+        max_scan_time=max_scan_time,
+    )
+    raise typer.Exit(run(worker, broker, heartbeat_every=heartbeat))

@@ -59,3 +59,16 @@ class Executor(Protocol):
 
     def shutdown(self) -> list[str]:
         """Stop every job (the service is stopping); return their scan ids."""
+
+
+class JobDeferred(Exception):
+    """`submit` could not hand the job over right now (a broker is down): leave it queued, try again later."""
+
+
+#: How the runner note of a job handed to an agent starts (what `Scheduler.recover` leaves alone).
+RUNNER_MARK = "celery queue "
+
+
+def is_remote(runner: str | None) -> bool:
+    """Whether a scan's runner note says its job was handed to an agent (through the broker)."""
+    return bool(runner) and RUNNER_MARK in str(runner)

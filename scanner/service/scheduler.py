@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,10 +37,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from scanner.service.ingest import IngestError, ingest_report
-from scanner.service.jobs import Executor, JobOutcome, ScanJob
+from scanner.service.jobs import Executor, JobDeferred, JobOutcome, ScanJob, is_remote
 from scanner.service.local import stop_orphan
 from scanner.service.store.db import Database
-from scanner.service.store.models import Scan, Site, utcnow
+from scanner.service.store.models import Agent, Scan, Site, utcnow
 
 log = logging.getLogger("camscan.service.scheduler")
 ACTIVE = ("queued", "running")
@@ -176,9 +176,19 @@ class Scheduler:
         time_limit: float = 900.0,
         clock: Callable[[], datetime] = utcnow,
         instance: str | None = None,
+        remote: Executor | None = None,
+        agent_offline_after: float | None = None,
+        remote_deadline: float | None = None,
     ) -> None:
+        from scanner.service.agents import OFFLINE_AFTER
+
         self.db = db
         self.executor = executor
+        # Sites assigned to an agent are scanned there, through `remote` (the Celery executor); a scan
+        # handed to an agent that has not answered after `remote_deadline` seconds is failed.
+        self.remote = remote
+        self.agent_offline_after = OFFLINE_AFTER if agent_offline_after is None else agent_offline_after
+        self.remote_deadline = remote_deadline if remote_deadline is not None else 4 * time_limit + 600
         self.lock = lock
         self.interval = interval
         self.time_limit = time_limit
@@ -214,6 +224,8 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(30)
         stopped = self.executor.shutdown() if self._leader else []
+        if self.remote is not None:
+            self.remote.shutdown()  # jobs at agents go on; their reports reach whichever service runs then
         if stopped:
             try:
                 with self.db.session() as s:
@@ -254,14 +266,17 @@ class Scheduler:
         self.enqueue_due()
         self.collect()
         self.start_queued()
+        if self.remote is not None:
+            self.check_agents()
+            self.expire_remote()
 
     def recover(self) -> None:
         """Mark scans a dead scheduler left running as interrupted; queue each interrupted scan once again."""
         now = self.clock()
         with self.db.session() as s:
             for scan in s.scalars(select(Scan).where(Scan.status == "running")):
-                if scan.id in self.executor.active():
-                    continue
+                if scan.id in self.executor.active() or is_remote(scan.runner):
+                    continue  # a job at an agent goes on without this process
                 stop_orphan(scan.runner, scan.id)
                 scan.status, scan.finished_at = "interrupted", now
                 scan.error = "the service stopped during the scan (killed or crashed); it is queued again"
@@ -329,8 +344,8 @@ class Scheduler:
                 .order_by(Scan.queued_at)
             ).all()  # fmt: skip
             for scan, site in queued:
-                if not self.executor.has_room():
-                    break
+                if not site.agent and not self.executor.has_room():
+                    continue
                 job = ScanJob(
                     scan_id=scan.id,
                     site=site.slug,
@@ -343,13 +358,83 @@ class Scheduler:
                     operator=f"camscan service ({scan.trigger}{', ' + scan.requested_by if scan.requested_by else ''})",
                     time_limit=self.time_limit,
                 )
+                if site.agent:
+                    self._start_remote(s, scan, site, job)
+                    s.flush()
+                    continue
                 scan.status, scan.started_at = "running", self.clock()
                 try:
                     scan.runner = f"{self.instance} {self.executor.submit(job)}"[:120]
                 except OSError as exc:
                     scan.status, scan.finished_at = "failed", self.clock()
                     scan.error = f"the scan could not start: {exc}"
+                    _scan_failed(s, scan)
                 s.flush()
+
+    # ---- scans at agents (the multi-site issue) ----------------------------------------------------
+    def _start_remote(self, s: Session, scan: Scan, site: Site, job: ScanJob) -> None:
+        """Hand a job to the site's agent through the broker, or fail it at once when that cannot work."""
+        from scanner.service.agents import SKIPPED_OFFLINE, agent_for, is_online, mark_offline
+        from scanner.service.events import AGENT_OFFLINE, record_event
+
+        now = self.clock()
+        if self.remote is None:
+            scan.status, scan.started_at, scan.finished_at = "failed", now, now
+            scan.error = (
+                f"the site is assigned to agent {site.agent!r}, but this service has no broker to reach it "
+                "(start it with --broker URL)"
+            )
+            _scan_failed(s, scan)
+            return
+        agent = agent_for(s, site)
+        if not is_online(agent, now, self.agent_offline_after):
+            scan.status, scan.started_at, scan.finished_at = "failed", now, now
+            scan.error = SKIPPED_OFFLINE
+            _scan_failed(s, scan)
+            if agent is not None:
+                mark_offline(s, agent, site.slug, now, "no heartbeat" if agent.refused is None else agent.refused)
+            else:  # never called in for this site: said at every skipped scan, there is no outage to count
+                detail = {"agent": site.agent, "last_contact": None, "reason": "the agent never called in"}
+                record_event(s, AGENT_OFFLINE, site=site.slug, detail=detail)
+            log.warning("site %s: scan %s skipped, agent %s is offline", site.slug, scan.id, site.agent)
+            return
+        scan.status, scan.started_at = "running", now
+        try:
+            scan.runner = f"{self.instance} {self.remote.submit(job)}"[:120]
+        except JobDeferred as exc:
+            scan.status, scan.started_at = "queued", None  # tried again at the next pass
+            log.warning("site %s: scan %s stays queued: %s", site.slug, scan.id, exc)
+
+    def check_agents(self) -> None:
+        """Raise `agent.offline` (once per outage) for each agent that stopped calling in."""
+        from scanner.service.agents import mark_offline
+
+        now = self.clock()
+        limit = now - timedelta(seconds=self.agent_offline_after)
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Agent, Site.slug).join(Site, Site.id == Agent.site_id)
+                .where(Agent.offline_since.is_(None), Agent.last_seen_at < limit)
+            ).all()  # fmt: skip
+            for agent, slug in rows:
+                mark_offline(s, agent, slug, now, "no heartbeat")
+                log.warning("agent %s of site %s is offline (last contact %s)", agent.name, slug, agent.last_seen_at)
+
+    def expire_remote(self) -> None:
+        """Fail scans handed to an agent that gave no result within `remote_deadline` seconds (a report that
+        arrives later is still stored: ingest turns the scan succeeded)."""
+        now = self.clock()
+        limit = now - timedelta(seconds=self.remote_deadline)
+        with self.db.session() as s:
+            for scan in s.scalars(select(Scan).where(Scan.status == "running", Scan.started_at < limit)):
+                if not is_remote(scan.runner):
+                    continue
+                scan.status, scan.finished_at = "failed", now
+                scan.error = (
+                    f"no result from the site's agent within {self.remote_deadline:.0f} s; the job stays in its "
+                    "queue and a report that comes later is still stored"
+                )
+                _scan_failed(s, scan)
 
     def collect(self) -> None:
         for outcome in self.executor.poll():
@@ -380,7 +465,6 @@ class Scheduler:
 
 def _scan_failed(session: Session, scan: Scan) -> None:
     """The scan.failed alert, in the transaction that marks the scan failed."""
-    from scanner.service.alerts import emit_event
+    from scanner.service.alerts import emit_scan_failed
 
-    site = session.get(Site, scan.site_id)
-    emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})
+    emit_scan_failed(session, scan)

@@ -381,3 +381,18 @@ def test_part_two_routes_need_a_token_and_are_in_the_openapi(api: Api, method: s
     paths = api.client.get("/api/openapi.json").json()["paths"]
     template = path.split("?")[0].replace("/1", "/{rule_id}").replace("town-hall", "{slug}")
     assert template in paths, template
+
+
+def test_agent_offline_raised_by_the_agents_part_reaches_its_alert_rules(api: Api) -> None:
+    from scanner.service.events import AGENT_OFFLINE, record_event
+
+    with webhook_sink() as sink:
+        rule(api, {"event": "agent.offline", "site": "town-hall", "webhook": {"url": sink.url, "secret": SECRET}})
+        with api.db.session() as s:
+            record_event(s, AGENT_OFFLINE, site="town-hall",
+                         detail={"agent": "th-1", "last_contact": None, "reason": "no heartbeat"})  # fmt: skip
+        assert deliver_due(api.db, fast()) == 1
+        (got,) = sink.requests
+    doc = json.loads(got.body)
+    assert (doc["event"], doc["site"], doc["scan"], doc["devices"]) == ("agent.offline", "town-hall", None, [])
+    assert doc["detail"]["agent"] == "th-1" and doc["detail"]["reason"] == "no heartbeat"

@@ -9,6 +9,7 @@ hostile). Device strings in responses are JSON-encoded data, never markup.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class LimitAndLog:
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.large: list[tuple[re.Pattern[str], int]] = []  # (path, its own limit): routes that take reports
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,9 +61,10 @@ class LimitAndLog:
         t0 = time.monotonic()
         scope.setdefault("state", {})  # shared with the request, so the log line can name the caller
         status = {"code": 500, "started": False}
+        limit = next((n for rx, n in self.large if rx.fullmatch(scope.get("path", ""))), self.max_body)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await _send_json(send, 413, {"detail": f"the request body is over {self.max_body} bytes"})
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _send_json(send, 413, {"detail": f"the request body is over {limit} bytes"})
             self._log(scope, 413, t0)
             return
         receive_app = receive
@@ -73,8 +76,8 @@ class LimitAndLog:
                 if message["type"] != "http.request":
                     break
                 body += message.get("body", b"")
-                if len(body) > self.max_body:
-                    await _send_json(send, 413, {"detail": f"the request body is over {self.max_body} bytes"})
+                if len(body) > limit:
+                    await _send_json(send, 413, {"detail": f"the request body is over {limit} bytes"})
                     self._log(scope, 413, t0)
                     return
                 if not message.get("more_body"):
@@ -209,7 +212,16 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     app.include_router(alerts.router, prefix="/api/v1")
     app.include_router(register.router, prefix="/api/v1")
     app.include_router(export.router, prefix="/api/v1")
+    # scan agents (the multi-site issue): their routes, and the larger body limit of report submissions
+    from scanner.service.api import agents
+
+    app.include_router(agents.router, prefix="/api/v1")
+    # the dashboard's pages (scanner/service/web): their routes, HTML error pages and security headers
+    from scanner.service.web import install as install_pages
+
+    install_pages(app)
     wrapped: Any = LimitAndLog(app, max_body)
+    wrapped.large.append((re.compile(r"/api/v1/scans/[^/]+/report"), max(max_body, agents.MAX_REPORT_BODY)))
     app.state.asgi = wrapped
     return app
 

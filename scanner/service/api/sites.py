@@ -37,6 +37,8 @@ class SiteIn(BaseModel):
     allow_public: bool = False
     removed_after_scans: int = Field(default=3, ge=1, le=1000)
 
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
+
 
 class SitePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +53,8 @@ class SitePatch(BaseModel):
     enabled: bool | None = None
     allow_public: bool | None = None
     removed_after_scans: int | None = Field(default=None, ge=1, le=1000)
+
+    agent: str | None = Field(default=None, max_length=120)  # the agent that scans the site (None: this service)
 
 
 def _invalid(exc: rules.SiteError) -> HTTPException:
@@ -94,6 +98,8 @@ def create_site(body: SiteIn, request: Request, who: Caller) -> dict[str, Any]:
         enabled=body.enabled,
         allow_public=body.allow_public,
         removed_after_scans=body.removed_after_scans,
+
+        agent=body.agent or None,
         created_at=now,
         updated_at=now,
     )
@@ -148,6 +154,8 @@ def patch_site(slug: str, body: SitePatch, request: Request, who: Caller) -> dic
         site.methods, site.packs, site.allow_public = methods, packs, allow_public
         site.enabled = given.get("enabled", site.enabled)
         site.removed_after_scans = given.get("removed_after_scans", site.removed_after_scans)
+
+        site.agent = (given["agent"] or None) if "agent" in given else site.agent
         site.updated_at = utcnow()
         if rerun:
             rules.first_run(site, site.updated_at)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scanner.userdata import user_data_dir
 
-HEAD = "0002_alerts"
+HEAD = "0002_agents"
 
 
 class DatabaseError(RuntimeError):

@@ -274,6 +274,44 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any] | None]
 
 
+# ---- the web pages (scanner/service/web): sessions, login throttling, users limited to one site ---------
+
+
+class WebSession(Base):
+    """A person's login: the cookie holds a random token, this row only its SHA-256 (like API tokens), the
+    session's CSRF token, and when it ends (idle or absolute, whichever comes first)."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    client: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginFailure(Base):
+    """One failed login, keyed by a hash of (email, client address): the throttle counts these."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserSite(Base):
+    """A person limited to one site (like a site-limited API token): they see and act on that site alone."""
+
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+
 # ---- alerts, the asset register (revision 0002_alerts) ----------------------------------------------
 
 #: The events an alert rule can name (docs/service.md); "*" in a rule means every one of them.
@@ -374,3 +412,27 @@ class RegisterEntry(Base):
     approved: Mapped[bool] = mapped_column(Boolean, default=False)
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
     imported_by: Mapped[str | None] = mapped_column(String(200))
+
+# ---- scan agents (the multi-site issue): keep this block together, at the end ------------------------
+
+
+class Agent(Base):
+    """A scan agent at a building: what it last said of itself (heartbeat) and when.
+
+    `name` is what a site's `agent` column names; an agent serves the site its token is limited to.
+    `offline_since` is set when the service noticed the agent stopped calling in (the `agent.offline`
+    event is raised then, once) and cleared by its next heartbeat."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    schema_version: Mapped[str | None] = mapped_column(String(16))
+    hostname: Mapped[str | None] = mapped_column(String(200))
+    allow: Mapped[list[str] | None] = mapped_column(JSONType)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    offline_since: Mapped[datetime | None]
+    refused: Mapped[str | None] = mapped_column(Text)  # why the last heartbeat was refused (too old), if it was

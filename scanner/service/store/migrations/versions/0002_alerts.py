@@ -1,7 +1,7 @@
 """Alerts (rules, the event outbox, deliveries and their attempts), the asset register, and the number of
 consecutive scans after which an unseen device is removed (per site, default 3).
 
-Revision 0002_alerts, after 0001; written 2026-12-04 14:40:04.158378.
+Revision 0002_alerts, after 0002_web; written 2026-12-04 14:40:04.158378.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0002_alerts"
-down_revision = "0001"
+down_revision = "0002_web"
 branch_labels = None
 depends_on = None
 
