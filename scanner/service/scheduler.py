@@ -368,6 +368,7 @@ class Scheduler:
                 except OSError as exc:
                     scan.status, scan.finished_at = "failed", self.clock()
                     scan.error = f"the scan could not start: {exc}"
+                    _scan_failed(s, scan)
                 s.flush()
 
     # ---- scans at agents (the multi-site issue) ----------------------------------------------------
@@ -383,11 +384,13 @@ class Scheduler:
                 f"the site is assigned to agent {site.agent!r}, but this service has no broker to reach it "
                 "(start it with --broker URL)"
             )
+            _scan_failed(s, scan)
             return
         agent = agent_for(s, site)
         if not is_online(agent, now, self.agent_offline_after):
             scan.status, scan.started_at, scan.finished_at = "failed", now, now
             scan.error = SKIPPED_OFFLINE
+            _scan_failed(s, scan)
             if agent is not None:
                 mark_offline(s, agent, site.slug, now, "no heartbeat" if agent.refused is None else agent.refused)
             else:  # never called in for this site: said at every skipped scan, there is no outage to count
@@ -431,6 +434,7 @@ class Scheduler:
                     f"no result from the site's agent within {self.remote_deadline:.0f} s; the job stays in its "
                     "queue and a report that comes later is still stored"
                 )
+                _scan_failed(s, scan)
 
     def collect(self) -> None:
         for outcome in self.executor.poll():
@@ -461,7 +465,6 @@ class Scheduler:
 
 def _scan_failed(session: Session, scan: Scan) -> None:
     """The scan.failed alert, in the transaction that marks the scan failed."""
-    from scanner.service.alerts import emit_event
+    from scanner.service.alerts import emit_scan_failed
 
-    site = session.get(Site, scan.site_id)
-    emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})
+    emit_scan_failed(session, scan)
