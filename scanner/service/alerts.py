@@ -52,7 +52,6 @@ from scanner.service.store.models import (
     AlertRule,
     Device,
     Finding,
-    Observation,
     Scan,
     Site,
     utcnow,
@@ -130,8 +129,9 @@ def rule_json(rule: AlertRule, site_slug: str | None) -> dict[str, Any]:
 # ---- events ----------------------------------------------------------------------------------------
 
 
-def device_payload(device: Device, findings: Iterable[Finding]) -> dict[str, Any]:
-    """A device as an alert shows it (the contract's fields)."""
+def device_payload(device: Device, findings: Iterable[Any]) -> dict[str, Any]:
+    """A device as an alert shows it (the contract's fields); findings are Finding rows or any objects with
+    pack, rule and severity."""
     return {
         "id": device.id,
         "ip": device.ip,
@@ -229,50 +229,47 @@ def emit_event(
     return row
 
 
-def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[int], gone: Sequence[int]) -> list[str]:
+def emit_scan_failed(session: Session, scan: Scan) -> AlertEvent | None:
+    """`scan.failed`, in the transaction that marks the scan failed (the error goes in `detail`)."""
+    site = session.get(Site, scan.site_id)
+    return emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})
+
+
+def derive_scan_events(
+    session: Session, site: Site, scan: Scan, new: Sequence[int], gone: Sequence[int], flagged: Sequence[int]
+) -> list[str]:
     """The events one ingested report causes, recorded with their deliveries in the ingest's transaction.
 
-    device.new and device.gone are ingest's own lists; device.flagged is a device flagged in this scan whose
-    previous observation was not flagged (or which is new); finding.new and finding.resolved are the findings
+    device.new, device.gone and device.flagged are ingest's own lists (flagged: flagged in this scan and not
+    at the device's previous sighting, or new and flagged); finding.new and finding.resolved are the findings
     this scan opened and resolved. Returns the names of the events recorded."""
     when = scan.report_started_at or utcnow()
-    open_by_device: dict[int, list[Finding]] = {}
-    opened: dict[int, list[Finding]] = {}
-    resolved: dict[int, list[Finding]] = {}
-    for f in session.scalars(
-        select(Finding)
-        .where(
-            Finding.site_id == site.id,
-            (Finding.resolved_at.is_(None)) | (Finding.resolved_scan_id == scan.id),
-        )
+    cols = (Finding.device_id, Finding.pack, Finding.rule, Finding.severity)
+    opened: dict[int, list[Any]] = {}
+    resolved: dict[int, list[Any]] = {}
+    # both queries ride the (site_id, resolved_at) index: a finding is resolved at its scan's start time
+    for f in session.execute(
+        select(*cols)
+        .where(Finding.site_id == site.id, Finding.resolved_at.is_(None), Finding.first_scan_id == scan.id)
         .order_by(Finding.id)
     ):
-        if f.resolved_at is None:
-            open_by_device.setdefault(f.device_id, []).append(f)
-            if f.first_scan_id == scan.id:
-                opened.setdefault(f.device_id, []).append(f)
-        else:
-            resolved.setdefault(f.device_id, []).append(f)
-    flagged_now = list(
-        session.scalars(
-            select(Device.id).where(Device.site_id == site.id, Device.last_scan_id == scan.id, Device.flagged)
-        )
-    )
-    new_set = set(new)
-    newly_flagged: list[int] = []
-    candidates = [d for d in flagged_now if d not in new_set]
-    previous: dict[int, tuple[datetime, bool]] = {}
-    for start in range(0, len(candidates), 500):
-        for device_id, seen_at, was_flagged in session.execute(
-            select(Observation.device_id, Observation.seen_at, Observation.flagged).where(
-                Observation.device_id.in_(candidates[start : start + 500]), Observation.scan_id != scan.id
-            )
+        opened.setdefault(f.device_id, []).append(f)
+    for f in session.execute(
+        select(*cols)
+        .where(Finding.site_id == site.id, Finding.resolved_at == when, Finding.resolved_scan_id == scan.id)
+        .order_by(Finding.id)
+    ):
+        resolved.setdefault(f.device_id, []).append(f)
+    newly_flagged = list(flagged)
+    open_by_device: dict[int, list[Any]] = {}
+    with_open = sorted(set(new) | set(gone) | set(newly_flagged))
+    for start in range(0, len(with_open), 500):
+        for f in session.execute(
+            select(*cols)
+            .where(Finding.device_id.in_(with_open[start : start + 500]), Finding.resolved_at.is_(None))
+            .order_by(Finding.id)
         ):
-            if device_id not in previous or previous[device_id][0] < seen_at:
-                previous[device_id] = (seen_at, was_flagged)
-    for device_id in flagged_now:
-        if device_id in new_set or not previous.get(device_id, (when, False))[1]:
-            newly_flagged.append(device_id)
+            open_by_device.setdefault(f.device_id, []).append(f)
     wanted = set(new) | set(gone) | set(newly_flagged) | set(opened) | set(resolved)
     devices: dict[int, Device] = {}
     ids = sorted(wanted)
@@ -280,7 +277,7 @@ def derive_scan_events(session: Session, site: Site, scan: Scan, new: Sequence[i
         for d in session.scalars(select(Device).where(Device.id.in_(ids[start : start + 500]))):
             devices[d.id] = d
 
-    def payload(device_ids: Iterable[int], findings: dict[int, list[Finding]]) -> list[dict[str, Any]]:
+    def payload(device_ids: Iterable[int], findings: dict[int, list[Any]]) -> list[dict[str, Any]]:
         return [device_payload(devices[i], findings.get(i, [])) for i in sorted(device_ids) if i in devices]
 
     plan = [
@@ -492,6 +489,30 @@ def backoff_delay(attempts: int, settings: DeliverySettings) -> float:
     return float(min(settings.backoff_cap, settings.backoff * (2 ** max(0, attempts - 1))))
 
 
+def _send(
+    delivery_id: int,
+    channel: str,
+    target: str,
+    secret: str | None,
+    events: list[AlertEvent],
+    site: Site | None,
+    settings: DeliverySettings,
+) -> Outcome:
+    if channel == "webhook":
+        body = webhook_body(events[0], site.slug if site else None)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"camscan/{__version__}",
+            "X-Camscan-Event": events[0].event,
+            "X-Camscan-Delivery": str(delivery_id),
+        }
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(body, secret)
+        return post_webhook(target, body, headers, settings)
+    to = [a.strip() for a in target.split(",") if a.strip()]
+    return send_mail(summary_mail(events, site, settings.smtp, to), to, settings)
+
+
 def deliver_one(db: Database, delivery_id: int, settings: DeliverySettings, clock: Callable[[], datetime]) -> Outcome:
     with db.session() as s:
         d = s.get(AlertDelivery, delivery_id)
@@ -507,20 +528,12 @@ def deliver_one(db: Database, delivery_id: int, settings: DeliverySettings, cloc
         outcome = Outcome(False, None, "the alert rule was deleted")
     elif not events:
         outcome = Outcome(False, None, "the events of this delivery are gone (their site was deleted)")
-    elif channel == "webhook":
-        body = webhook_body(events[0], site.slug if site else None)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"camscan/{__version__}",
-            "X-Camscan-Event": events[0].event,
-            "X-Camscan-Delivery": str(delivery_id),
-        }
-        if secret:
-            headers[SIGNATURE_HEADER] = sign(body, secret)
-        outcome = post_webhook(target, body, headers, settings)
     else:
-        to = [a.strip() for a in target.split(",") if a.strip()]
-        outcome = send_mail(summary_mail(events, site, settings.smtp, to), to, settings)
+        try:
+            outcome = _send(delivery_id, channel, target, secret, events, site, settings)
+        except Exception as exc:  # a bug or odd data costs one recorded attempt, never a stuck delivery
+            log.exception("alert delivery %d crashed", delivery_id)
+            outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")
     elapsed = (time.monotonic() - started) * 1000
     now = clock()
     with db.session() as s:

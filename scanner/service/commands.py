@@ -232,22 +232,38 @@ def db_rebuild(db: DbUrl = None, data_dir: DataDir = None) -> None:
 def users_add(
     email: Annotated[str, typer.Argument(help="The person's email address (their login).")],
     role: Role,
+    site: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--site", help="Limit the person to this site (they see and act on it alone)."),
+    ] = None,
     db: DbUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Add a person; the password is read from standard input (never from the command line)."""
-    from scanner.service.auth import AuthError, add_user
+    """Add a person who logs in to the pages; the password is read from standard input (never from the
+    command line)."""
+    from sqlalchemy import select
+
+    from scanner.service.auth import AuthError, add_user, audit
+    from scanner.service.store.models import Site, UserSite
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
     database = _open(db, data_dir)
     try:
         with database.session() as s:
+            limit = None
+            if site is not None:
+                limit = s.scalars(select(Site).where(Site.slug == site)).first()
+                if limit is None:
+                    raise _fail(f"no site {site!r}")
             user = add_user(s, email, role, password, created_by=_actor())
+            if limit is not None:
+                s.add(UserSite(user_id=user.id, site_id=limit.id))
+                audit(s, _actor(), "user.site", f"user:{user.email}", {"site": limit.slug})
     except AuthError as exc:
         raise _fail(str(exc)) from None
     finally:
         database.close()
-    print(f"user {user.email} added ({user.role})")
+    print(f"user {user.email} added ({user.role}{', site ' + site if site else ''})")
 
 
 def tokens_create(

@@ -26,15 +26,17 @@ def record_event(
     session: Session,
     event: str,
     *,
-    site: Site | None,
+    site: Site | str | None,
     detail: dict[str, Any],
     scan_id: str | None = None,
     dedupe: str | None = None,
 ) -> None:
-    """Raise `event` for `site` (None: the whole service) with a JSON-able `detail`; with `dedupe`, an event
-    of that key is raised once (a second call records nothing)."""
+    """Raise `event` for `site` (a Site or its slug; None: the whole service) with a JSON-able `detail`; with
+    `dedupe`, an event of that key is raised once (a second call records nothing)."""
     from scanner.service.alerts import emit_event
 
+    if isinstance(site, str):
+        site = session.scalars(select(Site).where(Site.slug == site)).first()
     row = emit_event(session, site, event, scan_id=scan_id, detail=detail, dedupe=dedupe)
     if row is None and dedupe is not None:
         return

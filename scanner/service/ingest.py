@@ -53,6 +53,7 @@ class IngestResult:
     devices: int = 0
     new: list[int] = field(default_factory=list)
     gone: list[int] = field(default_factory=list)
+    flagged: list[int] = field(default_factory=list)  # flagged now, not at the device's previous sighting (or new)
 
 
 def parse_report(raw: bytes) -> tuple[ScanReport, dict[str, Any]]:
@@ -204,7 +205,7 @@ def after_ingest(session: Session, site: Site, scan: Scan, result: IngestResult)
     from scanner.service.lifecycle import apply_removals
 
     apply_removals(session, site, scan.id)
-    derive_scan_events(session, site, scan, result.new, result.gone)
+    derive_scan_events(session, site, scan, result.new, result.gone, result.flagged)
 
 
 IDENTITY_COLUMNS = ("ip", "mac", "manufacturer", "brand", "model", "firmware", "device_type", "flagged", "n_findings")
@@ -274,6 +275,8 @@ def apply_report(
             pending.append((new, dev, fields))
             continue
         seen.add(row.id)
+        if fields["flagged"] and (row.first_scan_id is None or not row.fields.get("flagged")):
+            result.flagged.append(row.id)
         if row.first_scan_id is None:  # a row rebuild_site inserted ahead to keep the device's old id
             changed.append({"id": row.id, **fields, "serial": serial, "confidence": confidence,
                             "first_seen": seen_at, "first_scan_id": scan_id})  # fmt: skip
@@ -288,6 +291,8 @@ def apply_report(
     for new, dev, fields in pending:
         seen.add(new.id)
         result.new.append(new.id)
+        if fields["flagged"]:
+            result.flagged.append(new.id)
         observations.append({"device_id": new.id, "scan_id": scan_id, "seen_at": seen_at, **fields})
         finding_work.append((new.id, dev, seen_at, scan_id))
     for part in _chunks(touched):

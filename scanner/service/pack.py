@@ -119,15 +119,17 @@ def pack_files(session: Session, site: Site, start: date | None, end: date | Non
                    f.resolved_at, f.resolved_scan_id] for f in findings]),
         )
     )  # fmt: skip
-    targets = {f"device:{d.id}" for d in devices}
-    aq = select(AuditEntry).where(AuditEntry.action.like("device.%"))
-    if hi:
-        aq = aq.where(AuditEntry.at < hi)
-    lifecycle = [
-        [e.at, e.actor, e.action, e.target, e.detail]
-        for e in session.scalars(aq.order_by(AuditEntry.at, AuditEntry.id))
-        if e.target in targets
-    ]
+    targets = [f"device:{d.id}" for d in devices]
+    changes: list[AuditEntry] = []
+    for start_i in range(0, len(targets), 500):
+        aq = select(AuditEntry).where(
+            AuditEntry.action.like("device.%"), AuditEntry.target.in_(targets[start_i : start_i + 500])
+        )
+        if hi:
+            aq = aq.where(AuditEntry.at < hi)
+        changes += session.scalars(aq)
+    changes.sort(key=lambda e: (e.at, e.id))
+    lifecycle = [[e.at, e.actor, e.action, e.target, e.detail] for e in changes]
     files.append(("lifecycle.csv", _csv(["at", "actor", "action", "target", "detail"], lifecycle)))
     files.append(
         (

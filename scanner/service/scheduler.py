@@ -371,6 +371,7 @@ class Scheduler:
                 except OSError as exc:
                     scan.status, scan.finished_at = "failed", self.clock()
                     scan.error = f"the scan could not start: {exc}"
+                    _scan_failed(s, scan)
                 s.flush()
 
     # ---- scans at agents (the multi-site issue) ----------------------------------------------------
@@ -471,7 +472,6 @@ class Scheduler:
 
 def _scan_failed(session: Session, scan: Scan) -> None:
     """The scan.failed alert, in the transaction that marks the scan failed."""
-    from scanner.service.alerts import emit_event
+    from scanner.service.alerts import emit_scan_failed
 
-    site = session.get(Site, scan.site_id)
-    emit_event(session, site, "scan.failed", scan_id=scan.id, detail={"error": (scan.error or "")[:500]})
+    emit_scan_failed(session, scan)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,11 +69,16 @@ class SmtpSink:
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @contextmanager
-def smtp_sink(host: str = "127.0.0.1") -> Iterator[SmtpSink]:
+def smtp_sink(
+    host: str = "127.0.0.1", tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None
+) -> Iterator[SmtpSink]:
+    """An SMTP server; with `tls` it requires STARTTLS, with `login` it requires AUTH (over TLS) with those."""
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
 
     sink = SmtpSink(host, 0)
 
@@ -80,15 +88,61 @@ def smtp_sink(host: str = "127.0.0.1") -> Iterator[SmtpSink]:
             assert isinstance(msg, EmailMessage)
             sink.messages.append(msg)
             sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            sink.sessions.append({"tls": session.ssl is not None, "login": session.auth_data})
             return "250 OK"
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        ok = (
+            login is not None
+            and isinstance(auth_data, LoginPassword)
+            and (auth_data.login.decode(), auth_data.password.decode()) == login
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None)
+
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options.update(tls_context=tls, require_starttls=True)
+    if login is not None:
+        options.update(authenticator=authenticator, auth_required=True, auth_require_tls=tls is not None)
 
     with socket.socket() as probe:  # a free port: aiosmtpd's readiness check cannot connect to port 0
         probe.bind((host, 0))
         port = int(probe.getsockname()[1])
-    controller = Controller(Handler(), hostname=host, port=port)
+    controller = Controller(Handler(), hostname=host, port=port, **options)
     controller.start()
     sink.port = port
     try:
         yield sink
     finally:
         controller.stop()
+
+
+def in_namespace(namespace: str, fn: Callable[[], T]) -> T:
+    """Run `fn` in a new thread that first joins the network namespace `namespace` (setns(2)): the sockets
+    it opens, and the threads it starts, live in that namespace (so a receiver started there listens on
+    the namespace's own loopback, where a service inside the lab can reach it)."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"in-{namespace}")
+    thread.start()
+    thread.join(60)
+    if failure:
+        raise failure[0]
+    return result[0]

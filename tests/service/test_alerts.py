@@ -303,3 +303,96 @@ def test_device_ids_in_alerts_are_the_api_ids(api: Api) -> None:
     with api.db.session() as s:
         assert s.scalar(select(Device.id).where(Device.mac == "28:57:be:00:00:10")) == dev["id"]
     assert api.client.get(f"/api/v1/devices/{dev['id']}", headers=api.as_("auditor")).status_code == 200
+
+
+def test_mail_over_starttls_with_a_login(api: Api, tmp_path: Any) -> None:
+    import ssl
+
+    from scanner.lab.certs import make_certificate
+
+    cert, key = make_certificate(None, "smtp.test", tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=cert)
+    client_tls.check_hostname = False  # the test certificate names no address; the chain is still checked
+    rule(api, {"event": "device.new", "email": ["security@example.org"]})
+    ingest(api, make_report([HIK_CAM], day(0)))
+    with smtp_sink(tls=server_tls, login=("camscan", "correct horse")) as smtp:
+        plain = fast(SmtpSettings(host=smtp.host, port=smtp.port, username="camscan", password="correct horse"))
+        deliver_due(api.db, plain)  # without STARTTLS the server refuses the login
+        assert smtp.messages == []
+        wrong = fast(SmtpSettings(host=smtp.host, port=smtp.port, starttls=True, username="camscan", password="x"))
+        wrong.ssl_context = client_tls
+        deliver_due(api.db, wrong)
+        assert smtp.messages == []
+        good = fast(SmtpSettings(host=smtp.host, port=smtp.port, starttls=True, username="camscan",
+                                 password="correct horse"))  # fmt: skip
+        good.ssl_context = client_tls
+        deliver_due(api.db, good)
+        (mail,) = smtp.messages
+        assert smtp.sessions == [{"tls": True, "login": "camscan"}]
+    assert "10.77.0.10" in mail.get_content()
+    (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
+    assert [a["ok"] for a in delivery["attempts"]] == [False, False, True]
+    assert "Authentication" in (delivery["attempts"][1]["error"] or "") or delivery["attempts"][1]["status_code"] == 535
+
+
+def test_a_deleted_rule_fails_its_pending_deliveries_once(api: Api) -> None:
+    made = rule(api, {"event": "device.new", "webhook": {"url": "http://127.0.0.1:9/", "secret": SECRET}})
+    ingest(api, make_report([HIK_CAM], day(0)))
+    assert api.client.delete(f"/api/v1/alert-rules/{made['id']}", headers=api.as_("operator")).status_code == 204
+    assert deliver_due(api.db, fast()) == 1
+    assert deliver_due(api.db, fast()) == 0
+    (delivery,) = api.client.get("/api/v1/alerts", headers=api.as_("admin")).json()["items"]
+    assert (delivery["status"], delivery["rule"]) == ("failed", None)
+    assert delivery["last_error"] == "the alert rule was deleted"
+
+
+def test_finding_resolved_names_the_resolved_finding_only(api: Api) -> None:
+    ingest(api, make_report([HIK_CAM], day(0)))
+    no_web = Dev(HIK_CAM.ip, HIK_CAM.mac, (("sadp.device_type", "DS-2CD2143G0-I"),))  # the web server is off now
+    scan = ingest(api, make_report([no_web], day(1)))
+    with api.db.session() as s:
+        rows = {e.event: e for e in s.scalars(select(AlertEvent).where(AlertEvent.scan_id == scan))}
+    assert set(rows) == {"finding.resolved"}
+    (dev,) = rows["finding.resolved"].devices
+    assert dev["ip"] == HIK_CAM.ip
+    assert [(f["pack"], f["rule"]) for f in dev["findings"]] == [("camera-risk", "http-no-tls")]
+
+
+NEW_ROUTES = [
+    ("POST", "/api/v1/alert-rules"),
+    ("GET", "/api/v1/alert-rules"),
+    ("GET", "/api/v1/alert-rules/1"),
+    ("DELETE", "/api/v1/alert-rules/1"),
+    ("GET", "/api/v1/alerts"),
+    ("POST", "/api/v1/sites/town-hall/register"),
+    ("GET", "/api/v1/sites/town-hall/register"),
+    ("GET", "/api/v1/sites/town-hall/reconciliation"),
+    ("GET", "/api/v1/export?site=town-hall"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), NEW_ROUTES, ids=[f"{m} {p}" for m, p in NEW_ROUTES])
+def test_part_two_routes_need_a_token_and_are_in_the_openapi(api: Api, method: str, path: str) -> None:
+    assert api.client.request(method, path).status_code == 401
+    bad = {"Authorization": "Bearer cst_not-a-token"}
+    assert api.client.request(method, path, headers=bad).status_code == 401
+    paths = api.client.get("/api/openapi.json").json()["paths"]
+    template = path.split("?")[0].replace("/1", "/{rule_id}").replace("town-hall", "{slug}")
+    assert template in paths, template
+
+
+def test_agent_offline_raised_by_the_agents_part_reaches_its_alert_rules(api: Api) -> None:
+    from scanner.service.events import AGENT_OFFLINE, record_event
+
+    with webhook_sink() as sink:
+        rule(api, {"event": "agent.offline", "site": "town-hall", "webhook": {"url": sink.url, "secret": SECRET}})
+        with api.db.session() as s:
+            record_event(s, AGENT_OFFLINE, site="town-hall",
+                         detail={"agent": "th-1", "last_contact": None, "reason": "no heartbeat"})  # fmt: skip
+        assert deliver_due(api.db, fast()) == 1
+        (got,) = sink.requests
+    doc = json.loads(got.body)
+    assert (doc["event"], doc["site"], doc["scan"], doc["devices"]) == ("agent.offline", "town-hall", None, [])
+    assert doc["detail"]["agent"] == "th-1" and doc["detail"]["reason"] == "no heartbeat"

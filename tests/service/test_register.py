@@ -163,3 +163,30 @@ def test_reconciliation(api: Api) -> None:
     assert sorted(e["asset_tag"] for e in doc["registered_unseen"]) == ["CAM-0011", "CAM-0099"]
     unseen = {e["asset_tag"]: e for e in doc["registered_unseen"]}
     assert unseen["CAM-0011"]["device"]["ip"] == "10.77.0.11" and unseen["CAM-0099"]["device"] is None
+
+
+def test_the_site_page_panels(api: Api) -> None:
+    from datetime import date
+
+    from scanner.service.alerts import deliver_due
+    from scanner.service.panels import alert_rules_panel, audit_pack_link, reconciliation_panel
+    from tests.service.test_alerts import fast
+
+    assert post(api, GOOD).status_code == 200
+    r = api.client.post("/api/v1/alert-rules", headers=api.as_("operator"),
+                        json={"event": "device.new", "email": ["ops@example.org"]})  # fmt: skip
+    assert r.status_code == 201
+    ingest(api, make_report([Dev("10.77.0.12", "28:57:be:00:00:12", tuple(HIK))], day(0)))
+    deliver_due(api.db, fast())  # no SMTP server configured: a recorded failure, still pending
+    with api.db.session() as s:
+        site = s.scalars(select(Site).where(Site.slug == "town-hall")).one()
+        panel = reconciliation_panel(s, site, rows=1)
+        rules = alert_rules_panel(s, site)
+        link = audit_pack_link(site, date(2026, 1, 1), date(2026, 3, 31))
+    assert panel["counts"] == {"unregistered": 1, "registered_unseen": 3, "flagged_present": 1, "approved_flagged": 0}
+    assert len(panel["registered_unseen"]) == 1  # cut to the rows asked for
+    (only,) = rules
+    assert only["event"] == "device.new" and only["deliveries"] == {"pending": 1}
+    assert "no SMTP server" in only["last_delivery"]["error"]
+    assert link["href"] == "/api/v1/export?site=town-hall&from=2026-01-01&to=2026-03-31"
+    assert api.client.get(link["href"], headers=api.as_("auditor")).status_code == 200

@@ -140,6 +140,8 @@ def test_logout_ends_the_session_on_the_server(client: TestClient, seeded: Seede
 
 
 def test_pages_without_a_session_redirect_to_login_and_come_back(client: TestClient, seeded: Seeded) -> None:
+    r = client.post(f"/devices/{seeded.hik}/lifecycle", data={"action": "removed"})
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/"  # nothing changed, no form to resend
     r = client.get(f"/devices/{seeded.hik}")
     assert r.status_code == 303 and r.headers["location"] == f"/login?next=/devices/{seeded.hik}"
     page = client.get(r.headers["location"])
@@ -168,7 +170,7 @@ def test_overview_lists_every_site_with_its_counts_and_a_chart(client: TestClien
     assert [c.split(">", 1)[-1].strip() for c in town[:4]] == ["2", "2", "1", "0"]  # devices, cameras, flagged, overdue
     assert "succeeded" in town[5]
     assert [c.split(">", 1)[-1].strip() for c in _row(html, "Annex")[:3]] == ["1", "1", "1"]
-    assert 'href="/sites/town-hall?flagged=yes">1<' in html
+    assert 'href="/sites/town-hall?flagged=yes&amp;status=present">1<' in html
     svg = html.split("<svg", 1)[1].split("</svg>", 1)[0]
     assert 'role="img"' in svg and "Flagged devices over time" in svg
     assert svg.count('<g class="series"') == 3
@@ -431,3 +433,120 @@ def test_forms_only_as_urlencoded(client: TestClient, seeded: Seeded) -> None:
     r = client.post(f"/devices/{seeded.hik}/lifecycle", content=json.dumps({"csrf": csrf_of(page.text)}),
                     headers={"content-type": "application/json"})  # fmt: skip
     assert r.status_code == 415
+
+
+def test_scan_now_queues_a_scan_for_operators_only(client: TestClient, seeded: Seeded) -> None:
+    page = logged_in(client, "operator@council.example").get("/sites/annex")
+    assert 'action="/sites/annex/scan"' in page.text
+    r = client.post("/sites/annex/scan", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303 and r.headers["location"].startswith("/scans/")
+    queued = client.get(r.headers["location"])
+    assert "queued" in queued.text and '<meta http-equiv="refresh" content="5">' in queued.text
+    again = client.post("/sites/annex/scan", data={"csrf": csrf_of(page.text)})
+    assert again.status_code == 409 and "already queued or running" in again.text
+    client.cookies.clear()
+    page = logged_in(client, "auditor@council.example").get("/sites/town-hall")
+    assert 'action="/sites/town-hall/scan"' not in page.text
+    assert client.post("/sites/town-hall/scan", data={"csrf": csrf_of(page.text)}).status_code == 403
+
+
+def test_users_add_limits_a_person_to_a_site(client: TestClient, seeded: Seeded, db_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from scanner.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["users", "add", "caretaker@council.example", "--role", "auditor", "--site", "annex", "--db", db_url],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "site annex" in result.output
+    html = logged_in(client, "caretaker@council.example").get("/").text
+    assert ">Annex</a>" in html and "Town Hall" not in html
+    bad = CliRunner().invoke(
+        app, ["users", "add", "x@council.example", "--role", "auditor", "--site", "nowhere", "--db", db_url],
+        input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert bad.exit_code == 2
+
+
+def test_site_panels_and_actions_registered_by_other_modules(client: TestClient, seeded: Seeded) -> None:
+    from markupsafe import Markup
+
+    from scanner.service.web import (
+        SITE_ACTIONS,
+        SITE_PANELS,
+        PanelContext,
+        SiteAction,
+        register_site_action,
+        site_panel,
+    )
+
+    @site_panel("Register reconciliation", order=20)
+    def reconciliation(ctx: PanelContext) -> Markup:
+        n = ctx.session.scalar(select(func.count()).select_from(Device).where(Device.site_id == ctx.site.id))
+        return ctx.render("panels/failed.html.j2") if n is None else Markup(f"<p>{int(n)} devices to reconcile</p>")
+
+    @site_panel("Alert rules", order=10, min_role="operator")
+    def broken(ctx: PanelContext) -> Markup:
+        raise RuntimeError("a bug in a panel")
+
+    register_site_action(SiteAction("Download audit pack", "/sites/{slug}/audit-pack"))
+    try:
+        html = logged_in(client, "operator@council.example").get("/sites/town-hall").text
+        assert '<h2 id="panel-register-reconciliation-h">Register reconciliation</h2>' in html
+        assert "<p>2 devices to reconcile</p>" in html
+        assert html.index("Alert rules") < html.index("Register reconciliation")  # by order
+        assert "This panel could not be shown" in html  # the broken panel did not break the page
+        assert '<a class="button" href="/sites/town-hall/audit-pack">Download audit pack</a>' in html
+        client.cookies.clear()
+        html = logged_in(client, "auditor@council.example").get("/sites/town-hall").text
+        assert "Alert rules" not in html and "Register reconciliation" in html  # min_role
+    finally:
+        SITE_PANELS[:] = [p for p in SITE_PANELS if p.title not in ("Register reconciliation", "Alert rules")]
+        SITE_ACTIONS[:] = [a for a in SITE_ACTIONS if a.label != "Download audit pack"]
+
+
+def test_the_chart_stays_readable_with_many_sites_and_scans() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from scanner.service.web.overview import CHART_POINTS, MARKS_UP_TO, _thin, build_chart
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    year = [(start + timedelta(days=d), 40 - d // 10) for d in range(365)]
+    thinned = _thin(year)
+    assert len(thinned) == CHART_POINTS and thinned[0] == year[0] and thinned[-1] == year[-1]
+    chart = build_chart([("Big <site>", "big", thinned), ("Small", "small", year[:5])], hidden=3)
+    big, small = chart.series
+    assert big.marks == [] and len(small.marks) == 5 <= MARKS_UP_TO  # markers only where they can be told apart
+    assert big.path.startswith("M48.0,") and big.path.count(" L") == CHART_POINTS - 1
+    assert chart.hidden == 3 and [v for _, v in chart.y_ticks][-1] >= 40
+    assert build_chart([]).empty
+
+
+def test_overdue_on_the_pages_is_the_overdue_of_the_alert(seeded: Seeded) -> None:
+    """The overview's SQL and lifecycle.is_overdue (which raises device.overdue) agree on every state."""
+    from datetime import date, timedelta
+
+    from scanner.service.lifecycle import is_overdue
+    from scanner.service.web.overview import overdue_clause
+
+    today = date(2026, 6, 1)
+    past, future = today - timedelta(days=1), today + timedelta(days=1)
+    states = [
+        ("replacement_planned", past, None, None), ("replacement_planned", future, None, None),
+        ("replacement_planned", today, None, None), (None, past, None, None), ("removed", past, None, None),
+        ("exception", past, "museum piece", future), ("exception", past, "museum piece", past),
+        ("exception", past, "museum piece", today), ("exception", past, None, future), ("flagged", None, None, None),
+    ]  # fmt: skip
+    with seeded.db.session() as s:
+        hik = s.get(Device, seeded.hik)
+        assert hik is not None and hik.flagged
+        for state, due, reason, expires in states:
+            hik.lifecycle, hik.replacement_due = state, due
+            hik.exception_reason, hik.exception_expires = reason, expires
+            s.flush()
+            query = select(func.count()).select_from(Device).where(Device.id == hik.id, overdue_clause(today))
+            by_sql = s.scalar(query)
+            assert bool(by_sql) == is_overdue(hik, today), (state, due, reason, expires)

@@ -13,8 +13,8 @@ with the logged-in person's Principal, so a page and the API can never disagree 
 ## Extension point: site panels and site actions
 
 Other parts of the service (register reconciliation, alert rules, the audit pack) add to the site page
-without editing its template. At import time of your module (import it from `install()` below or from
-api/app.py), register:
+without editing its template. Register at import time of your module, and import that module from
+`install()` below (one line there), so the registration happens once the app is built:
 
     from markupsafe import Markup
     from scanner.service.web import PanelContext, SiteAction, register_site_action, site_panel
@@ -29,8 +29,8 @@ api/app.py), register:
 - A panel is a function `(PanelContext) -> Markup`, shown as its own section (heading = the title) on
   `/sites/{slug}` in `order`, to people of at least `min_role`. `ctx.render(template, **values)` renders
   a template of templates/ (put yours under templates/panels/) with autoescaping; never build markup by
-  string concatenation. `ctx.csrf` is the token a POST form in a panel must carry as hidden field `csrf`
-  (`{{ csrf_field(ctx.csrf) }}` is not needed: write `<input type="hidden" name="csrf" value="{{ csrf }}">`).
+  string concatenation. A POST form in a panel carries the CSRF token as a hidden field (the template gets it
+  as `csrf`): `<input type="hidden" name="csrf" value="{{ csrf }}">`; its route calls `check_csrf`.
 - A panel that raises shows a one-line notice instead of breaking the page (and logs the error).
 - A site action is a button in the site page's header: `path` is formatted with `slug`; GET actions are
   links, POST actions are forms with the CSRF field.

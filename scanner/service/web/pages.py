@@ -74,7 +74,7 @@ def viewer(request: Request) -> Viewer:
             found = sessions.viewer_for(s, token)
     if found is None:
         path = request.url.path + ("?" + request.url.query if request.url.query else "")
-        raise LoginRequired(path)
+        raise LoginRequired(path if request.method == "GET" else "/")  # a form's target is no page to return to
     request.state.actor = found.principal.name
     return found
 
@@ -226,7 +226,8 @@ def overview(request: Request, who: Page) -> HTMLResponse:
 
     with service_of(request).db.session() as s:
         rows = site_rows(s, who.principal)
-        chart = build_chart(flagged_history(s, who.principal))
+        lines, hidden = flagged_history(s, who.principal)
+        chart = build_chart(lines, hidden)
     totals = {k: sum(getattr(r, k) for r in rows) for k in ("devices", "cameras", "flagged", "overdue")}
     return render_page(request, who, "overview.html.j2", rows=rows, chart=chart, totals=totals)
 
@@ -317,7 +318,18 @@ def site_page(slug: str, request: Request, who: Page) -> HTMLResponse:
     return render_page(
         request, who, "site.html.j2", site=site, devices=devices, total=total, f=f, pages=pages, makers=makers,
         types=types, scans=scans, panels=panels, actions=actions, overdue_ids=overdue_ids, sorts=list(SORTS),
+        may_scan=who.principal.has("operator"),
     )  # fmt: skip
+
+
+@router.post("/sites/{slug}/scan")
+def site_scan_now(slug: str, request: Request, who: Page, form: Form) -> Response:
+    """Queue a scan of the site now (the API's own route: operator role, one scan per site at a time)."""
+    from scanner.service.api.sites import queue_scan
+
+    check_csrf(who, form)
+    scan = queue_scan(slug, request, who.principal)
+    return see_other(f"/scans/{scan['id']}")
 
 
 # ---- device -------------------------------------------------------------------------------------------------
@@ -345,6 +357,7 @@ def _device_page(
 ) -> HTMLResponse:  # fmt: skip
     from scanner.service.api.devices import device_for
     from scanner.service.ingest import device_record
+    from scanner.service.lifecycle import is_overdue
     from scanner.service.store.models import AuditEntry, Finding, Observation
 
     with service_of(request).db.session() as s:
@@ -365,10 +378,7 @@ def _device_page(
     cited = {(f.get("policy"), f.get("rule")): f for f in record.get("findings", []) if isinstance(f, dict)}
     rows = [(f, cited.get((f.pack, f.rule), {})) for f in findings]
     today = datetime.now(UTC).date()
-    overdue = bool(
-        d.flagged and d.status == "present" and d.replacement_due and d.replacement_due < today
-        and (d.lifecycle or "flagged") not in ("removed", "exception")
-    )  # fmt: skip
+    overdue = d.flagged and is_overdue(d, today)  # as the device.overdue alert decides
     return render_page(
         request, who, "device.html.j2", status, d=d, site=site, record=record, findings=rows,
         runs=_history_runs(list(observations)), changes=changes, error=error, values=values or {},

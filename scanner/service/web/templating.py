@@ -27,6 +27,12 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{round(value * 100)} %"
 
 
+def _cut(value: object, limit: int = 200) -> str:
+    """A long device string shortened for a table cell (the full value is in the report's JSON)."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def _or_dash(value: Any) -> Any:
     return "—" if value is None or value == "" else value
 
@@ -41,6 +47,7 @@ ENV = Environment(
 ENV.filters["when"] = _when
 ENV.filters["percent"] = _percent
 ENV.filters["dash"] = _or_dash
+ENV.filters["cut"] = _cut
 
 
 def render(name: str, **values: Any) -> Markup:
