@@ -75,7 +75,7 @@ def agent_for(session: Session, site: Site) -> Agent | None:
     return agent if agent is not None and agent.site_id == site.id else None
 
 
-def mark_offline(session: Session, agent: Agent, site_slug: str | None, now: datetime, reason: str) -> None:
+def mark_offline(session: Session, agent: Agent, site: Site | None, now: datetime, reason: str) -> None:
     """Note that `agent` is offline and raise `agent.offline`, once per outage."""
     if agent.offline_since is not None:
         return
@@ -83,7 +83,8 @@ def mark_offline(session: Session, agent: Agent, site_slug: str | None, now: dat
     record_event(
         session,
         AGENT_OFFLINE,
-        site=site_slug,
+        site=site,
+        dedupe=f"agent.offline:{agent.id}:{now.isoformat()}",
         detail={
             "agent": agent.name,
             "last_contact": agent.last_seen_at.isoformat(),

@@ -1,11 +1,10 @@
-"""Service events (`agent.offline`, ...): the one place where the service says that something happened
-that people may want to be alerted about.
+"""Service events of the scan agents (`agent.offline`, `scan.failed` of a job at an agent): one function,
+`record_event`, that every agent code path calls.
 
-`record_event` appends the event to the audit log (action = the event's name, actor `camscan service`,
-target `site:<slug>`, detail = what happened) and to the alert outbox (scanner/service/alerts.py, which
-delivers it to the event's alert rules), both in the caller's transaction. The alerting part of the
-service reads events from there (`events_since`), so every event raised is kept whether or not an alert
-rule is configured for it.
+It does two things in the caller's transaction: it raises the event as an alert (scanner/service/alerts.py
+`emit_event`: the outbox row and the deliveries the alert rules ask for; `dedupe` makes it happen once),
+and it appends the event to the audit log (action = the event's name, actor `camscan service`, target
+`site:<slug>`), so the history of outages stays readable whether or not a rule asks for an alert.
 """
 
 from __future__ import annotations
@@ -16,26 +15,35 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scanner.service.auth import audit
-from scanner.service.store.models import AuditEntry
+from scanner.service.store.models import AuditEntry, Site
 
 ACTOR = "camscan service"
-#: The events this module raises today (the alert rules of the contract name these and more).
 AGENT_OFFLINE = "agent.offline"
+SCAN_FAILED = "scan.failed"
 
 
-def record_event(session: Session, event: str, *, site: str | None, detail: dict[str, Any]) -> None:
-    """Raise `event` for `site` (a slug, or None for the whole service) with a JSON-able `detail`."""
-    audit(session, ACTOR, event, f"site:{site}" if site else None, {"event": event, "site": site, **detail})
-    # and into the alert outbox, in the same transaction: the alert rules of that event are delivered
+def record_event(
+    session: Session,
+    event: str,
+    *,
+    site: Site | None,
+    detail: dict[str, Any],
+    scan_id: str | None = None,
+    dedupe: str | None = None,
+) -> None:
+    """Raise `event` for `site` (None: the whole service) with a JSON-able `detail`; with `dedupe`, an event
+    of that key is raised once (a second call records nothing)."""
     from scanner.service.alerts import emit_event
-    from scanner.service.store.models import Site
 
-    site_row = session.scalars(select(Site).where(Site.slug == site)).first() if site else None
-    emit_event(session, site_row, event, detail=detail)
+    row = emit_event(session, site, event, scan_id=scan_id, detail=detail, dedupe=dedupe)
+    if row is None and dedupe is not None:
+        return
+    slug = site.slug if site else None
+    audit(session, ACTOR, event, f"site:{slug}" if slug else None, {"event": event, "site": slug, **detail})
 
 
 def events_since(session: Session, after_id: int, names: tuple[str, ...] = (AGENT_OFFLINE,)) -> list[AuditEntry]:
-    """The events of `names` recorded after the audit entry `after_id`, oldest first."""
+    """The events of `names` recorded in the audit log after the entry `after_id`, oldest first."""
     return list(
         session.scalars(
             select(AuditEntry)

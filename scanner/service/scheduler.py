@@ -343,8 +343,11 @@ class Scheduler:
                 select(Scan, Site).join(Site, Site.id == Scan.site_id).where(Scan.status == "queued")
                 .order_by(Scan.queued_at)
             ).all()  # fmt: skip
+            broker_down = False  # after one refused publish, the others of this pass wait for the next one
             for scan, site in queued:
                 if not site.agent and not self.executor.has_room():
+                    continue
+                if site.agent and broker_down:
                     continue
                 job = ScanJob(
                     scan_id=scan.id,
@@ -359,7 +362,7 @@ class Scheduler:
                     time_limit=self.time_limit,
                 )
                 if site.agent:
-                    self._start_remote(s, scan, site, job)
+                    broker_down = not self._start_remote(s, scan, site, job)
                     s.flush()
                     continue
                 scan.status, scan.started_at = "running", self.clock()
@@ -372,8 +375,9 @@ class Scheduler:
                 s.flush()
 
     # ---- scans at agents (the multi-site issue) ----------------------------------------------------
-    def _start_remote(self, s: Session, scan: Scan, site: Site, job: ScanJob) -> None:
-        """Hand a job to the site's agent through the broker, or fail it at once when that cannot work."""
+    def _start_remote(self, s: Session, scan: Scan, site: Site, job: ScanJob) -> bool:
+        """Hand a job to the site's agent through the broker, or fail it at once when that cannot work;
+        False when the broker did not take it (the scan stays queued)."""
         from scanner.service.agents import SKIPPED_OFFLINE, agent_for, is_online, mark_offline
         from scanner.service.events import AGENT_OFFLINE, record_event
 
@@ -385,25 +389,27 @@ class Scheduler:
                 "(start it with --broker URL)"
             )
             _scan_failed(s, scan)
-            return
+            return True
         agent = agent_for(s, site)
         if not is_online(agent, now, self.agent_offline_after):
             scan.status, scan.started_at, scan.finished_at = "failed", now, now
             scan.error = SKIPPED_OFFLINE
-            _scan_failed(s, scan)
             if agent is not None:
-                mark_offline(s, agent, site.slug, now, "no heartbeat" if agent.refused is None else agent.refused)
+                mark_offline(s, agent, site, now, "no heartbeat" if agent.refused is None else agent.refused)
             else:  # never called in for this site: said at every skipped scan, there is no outage to count
                 detail = {"agent": site.agent, "last_contact": None, "reason": "the agent never called in"}
-                record_event(s, AGENT_OFFLINE, site=site.slug, detail=detail)
+                record_event(s, AGENT_OFFLINE, site=site, detail=detail, scan_id=scan.id)
+            _scan_failed(s, scan)
             log.warning("site %s: scan %s skipped, agent %s is offline", site.slug, scan.id, site.agent)
-            return
+            return True
         scan.status, scan.started_at = "running", now
         try:
             scan.runner = f"{self.instance} {self.remote.submit(job)}"[:120]
         except JobDeferred as exc:
             scan.status, scan.started_at = "queued", None  # tried again at the next pass
             log.warning("site %s: scan %s stays queued: %s", site.slug, scan.id, exc)
+            return False
+        return True
 
     def check_agents(self) -> None:
         """Raise `agent.offline` (once per outage) for each agent that stopped calling in."""
@@ -413,12 +419,13 @@ class Scheduler:
         limit = now - timedelta(seconds=self.agent_offline_after)
         with self.db.session() as s:
             rows = s.execute(
-                select(Agent, Site.slug).join(Site, Site.id == Agent.site_id)
+                select(Agent, Site).join(Site, Site.id == Agent.site_id)
                 .where(Agent.offline_since.is_(None), Agent.last_seen_at < limit)
             ).all()  # fmt: skip
-            for agent, slug in rows:
-                mark_offline(s, agent, slug, now, "no heartbeat")
-                log.warning("agent %s of site %s is offline (last contact %s)", agent.name, slug, agent.last_seen_at)
+            for agent, site in rows:
+                mark_offline(s, agent, site, now, "no heartbeat")
+                log.warning("agent %s of site %s is offline (last contact %s)", agent.name, site.slug,
+                            agent.last_seen_at)  # fmt: skip
 
     def expire_remote(self) -> None:
         """Fail scans handed to an agent that gave no result within `remote_deadline` seconds (a report that

@@ -9,6 +9,7 @@ cannot be reached the tests are skipped, except under CI, where they fail.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
@@ -70,6 +71,7 @@ class Vhost:
         return f"amqp://{user}:{password}@{host or self.host}:{port or self.port}/{self.name}"
 
     passwords: dict[str, str] = field(default_factory=dict)
+    lock: BrokerLock | None = None
 
     def add_user(self, user: str, pattern: str) -> str:
         if user not in self.passwords:
@@ -89,11 +91,39 @@ class Vhost:
         return self.url(user, self.add_user(user, site_permission(slug)), host, port)
 
     def queue_depth(self, queue: str) -> int | None:
-        for line in rabbitmqctl("list_queues", "-p", self.name, "name", "messages").splitlines():
+        """Messages in `queue` (None: no such queue; -1: the broker cannot say right now)."""
+        try:
+            listing = rabbitmqctl("list_queues", "-p", self.name, "name", "messages")
+        except RuntimeError:
+            return -1
+        for line in listing.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] == queue:
                 return int(parts[1])
         return None
+
+
+class BrokerLock:
+    """Test runs on one machine share its RabbitMQ: a module that uses it holds this lock shared, and a test
+    that restarts the broker holds it alone (so it never cuts the broker from under another run's test)."""
+
+    PATH = Path("/tmp/camscan-tests-rabbitmq.lock")
+
+    def __init__(self) -> None:
+        self.fd = os.open(self.PATH, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)  # let go first: two runs waiting to upgrade would deadlock
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +132,8 @@ def vhost() -> Iterator[Vhost]:
         if os.environ.get("CI"):
             pytest.fail("RabbitMQ is not running on 127.0.0.1:5672 (.ci/run starts it with rabbitmq-server -detached)")
         pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
-    v = Vhost(f"cag-{secrets.token_hex(4)}")
+    lock = BrokerLock()
+    v = Vhost(f"cag-{secrets.token_hex(4)}", lock=lock)
     rabbitmqctl("add_vhost", v.name)
     try:
         yield v
@@ -112,6 +143,7 @@ def vhost() -> Iterator[Vhost]:
                 rabbitmqctl("delete_user", user)
         with contextlib.suppress(RuntimeError):
             rabbitmqctl("delete_vhost", v.name)
+        lock.close()
 
 
 def ensure_rabbit_running(timeout: float = 90) -> None:

@@ -17,7 +17,7 @@ from scanner.service.local import LocalExecutor
 from scanner.service.remote import CeleryExecutor
 from scanner.service.scheduler import Scheduler
 from scanner.service.store.db import Database
-from scanner.service.store.models import Agent, AuditEntry, Scan, Site, utcnow
+from scanner.service.store.models import Agent, AlertEvent, AuditEntry, Scan, Site, utcnow
 from tests.service.agentkit import AlwaysLeader
 from tests.service.conftest import add_site
 
@@ -37,8 +37,12 @@ def _scheduler(db: Database, tmp_path: Path, clock: Clock) -> Scheduler:
 
 
 def _offline_events(db: Database) -> list[AuditEntry]:
+    """The agent.offline events in the audit log, checked to be the same as the alert outbox's."""
     with db.session() as s:
-        return list(s.scalars(select(AuditEntry).where(AuditEntry.action == "agent.offline").order_by(AuditEntry.id)))
+        logged = list(s.scalars(select(AuditEntry).where(AuditEntry.action == "agent.offline").order_by(AuditEntry.id)))
+        alerts = list(s.scalars(select(AlertEvent).where(AlertEvent.event == "agent.offline").order_by(AlertEvent.id)))
+        assert [(a.detail or {}).get("agent") for a in alerts] == [(e.detail or {}).get("agent") for e in logged]
+        return logged
 
 
 def test_agent_offline_is_raised_once_per_outage(db: Database, tmp_path: Path) -> None:
@@ -105,4 +109,7 @@ def test_a_site_whose_agent_never_called_in_is_skipped(db: Database, tmp_path: P
         assert (scan.status, scan.error) == ("failed", "skipped: agent offline")
     events = _offline_events(db)
     assert len(events) == 1 and events[0].detail and events[0].detail["reason"] == "the agent never called in"
+    with db.session() as s:  # the skipped scan is a failed scan for the alert rules too
+        failed = s.scalars(select(AlertEvent).where(AlertEvent.event == "scan.failed")).all()
+        assert [(f.scan_id, (f.detail or {}).get("error")) for f in failed] == [(scan.id, "skipped: agent offline")]
     scheduler.stop()

@@ -1,9 +1,10 @@
 """Scan agents across a small WAN of network namespaces (root), through the machine's real RabbitMQ.
 
-    cag<id>-hq        `camscan serve` on 10.251.0.1 (SQLite), routes to both buildings; a veth to the root
-                      namespace, where a TCP relay on 10.251.9.1:5672 (this test's link) reaches RabbitMQ
+    cag<id>-hq        `camscan serve` on 10.W.0.1 (SQLite), routes to both buildings; a veth to the root
+                      namespace, where a TCP relay on 10.W.9.1:5672 (this test's link) reaches RabbitMQ
+                      (W: a /16 that no route of the machine uses, so two runs at once do not clash)
     cag<id>-a-agent   `camscan agent --site a --allow 10.77.0.0/24`: lab0 10.77.0.2 on building A's bridge,
-                      wan0 10.251.1.2 towards HQ
+                      wan0 10.W.1.2 towards HQ
     cag<id>-b-agent   the same for building B, on ITS OWN bridge, with the SAME addresses (10.77.0.0/24)
     cag<id>-X-sw, cag<id>-X-<persona>   each building's lab switch and devices: the same two addresses in
                       both buildings (10.77.0.11, 10.77.0.31), different devices behind them
@@ -56,7 +57,7 @@ __all__ = ["vhost"]
 PERSONAS = {"a": ["hik-bullet", "axis-m1065"], "b": ["dahua-dome", "uniview-ipc"]}
 ADDRESSES = ["10.77.0.11", "10.77.0.31"]  # the same two addresses in both buildings
 AGENT_IP, LAB = "10.77.0.2", "10.77.0.0/24"
-HQ_IP, RELAY_IP, PORT = "10.251.0.1", "10.251.9.1", 8800
+PORT = 8800
 METHODS = "arp,ports,http,sadp,dhip,wsd"
 
 
@@ -126,6 +127,15 @@ class Wan:
     macs: dict[str, list[str]] = field(default_factory=dict)
     relay: Relay | None = None
     service: subprocess.Popen[bytes] | None = None
+    w: int = 251  # the WAN's /16 is 10.w.0.0/16
+
+    @property
+    def hq_ip(self) -> str:
+        return f"10.{self.w}.0.1"
+
+    @property
+    def relay_ip(self) -> str:
+        return f"10.{self.w}.9.1"
 
     @property
     def hq(self) -> str:
@@ -149,18 +159,25 @@ class Wan:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """The API as an admin at headquarters (the client runs in the HQ namespace)."""
+    def call(self, method: str, path: str, body: Any = None, *, raw: Path | None = None, who: str = "admin",
+             ns: str | None = None) -> tuple[int, Any]:  # fmt: skip
+        """The API as `who` (a token), from the HQ namespace unless `ns` says another: a JSON `body`, or the
+        bytes of the file `raw` sent as they are (an agent's report)."""
+        from scanner.service.agents import SCHEMA_HEADER, VERSION_HEADER
+
         script = (
-            "import json, sys, httpx\n"
-            "m, url, tok = sys.argv[1:4]\n"
-            "body = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None\n"
-            "r = httpx.request(m, url, json=body, headers={'Authorization': 'Bearer ' + tok}, timeout=20)\n"
+            "import json, sys, httpx, scanner, scanner.model as m\n"
+            "method, url, tok, kind, arg = sys.argv[1:6]\n"
+            f"h = {{'Authorization': 'Bearer ' + tok, {VERSION_HEADER!r}: scanner.__version__, "
+            f"{SCHEMA_HEADER!r}: m.SCHEMA_VERSION}}\n"
+            "kw = {'json': json.loads(arg)} if kind == 'json' else {'content': open(arg, 'rb').read()} "
+            "if kind == 'raw' else {}\n"
+            "r = httpx.request(method, url, headers=h, timeout=20, **kw)\n"
             "print(json.dumps([r.status_code, r.text]))\n"
         )
-        extra = [] if body is None else [json.dumps(body)]
-        out = sh(sys.executable, "-c", script, method, f"http://{HQ_IP}:{PORT}{path}", self.tokens["admin"], *extra,
-                 ns=self.hq)  # fmt: skip
+        kind, arg = ("raw", str(raw)) if raw else ("json", json.dumps(body)) if body is not None else ("none", "")
+        out = sh(sys.executable, "-c", script, method, f"http://{self.hq_ip}:{PORT}{path}", self.tokens[who], kind, arg,
+                 ns=ns or self.hq)  # fmt: skip
         code, text = json.loads(out)
         with contextlib.suppress(json.JSONDecodeError):
             return int(code), json.loads(text)
@@ -188,8 +205,9 @@ class Wan:
         return False
 
     def start_agent(self, site: str) -> None:
-        self.agents[site] = start_agent(self.tmp, site, self.broker[site], f"http://{HQ_IP}:{PORT}", self.tokens[site],
-                                        LAB, netns=self.ns(site, "agent"))  # fmt: skip
+        service = f"http://{self.hq_ip}:{PORT}"
+        self.agents[site] = start_agent(self.tmp, site, self.broker[site], service, self.tokens[site], LAB,
+                                        netns=self.ns(site, "agent"))  # fmt: skip
 
     def agent_port_packets(self, site: str) -> int:
         """Frames the site's agent sent into its lab: the lab switch's receive counter of the agent's port."""
@@ -207,9 +225,9 @@ def _build(wan: Wan) -> None:
     sysctls = ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
     sh("sysctl", "-qw", *sysctls, ns=hq)
     control.ip_batch([f"link add {wan.root_link} type veth peer name root0 netns {hq}",
-                      f"addr add {RELAY_IP}/30 dev {wan.root_link}", f"link set {wan.root_link} up",
-                      f"route add 10.251.0.0/16 via 10.251.9.2 dev {wan.root_link}"])  # fmt: skip
-    control.ip_batch(["link set lo up", f"addr add {HQ_IP}/32 dev lo", "addr add 10.251.9.2/30 dev root0",
+                      f"addr add {wan.relay_ip}/30 dev {wan.root_link}", f"link set {wan.root_link} up",
+                      f"route add 10.{wan.w}.0.0/16 via 10.{wan.w}.9.2 dev {wan.root_link}"])  # fmt: skip
+    control.ip_batch(["link set lo up", f"addr add {wan.hq_ip}/32 dev lo", f"addr add 10.{wan.w}.9.2/30 dev root0",
                       "link set root0 up"], hq)  # fmt: skip
     for n, site in enumerate(("a", "b"), start=1):
         sw, agent = wan.ns(site, "sw"), wan.ns(site, "agent")
@@ -220,9 +238,9 @@ def _build(wan: Wan) -> None:
             sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1", ns=x)
         # the WAN link: HQ <-> the building's agent, its default route
         control.ip_batch([f"link add s{site} type veth peer name wan0 netns {agent}",
-                          f"addr add 10.251.{n}.1/30 dev s{site}", f"link set s{site} up"], hq)  # fmt: skip
-        control.ip_batch(["link set lo up", f"addr add 10.251.{n}.2/30 dev wan0", "link set wan0 up",
-                          f"route add default via 10.251.{n}.1"], agent)  # fmt: skip
+                          f"addr add 10.{wan.w}.{n}.1/30 dev s{site}", f"link set s{site} up"], hq)  # fmt: skip
+        control.ip_batch(["link set lo up", f"addr add 10.{wan.w}.{n}.2/30 dev wan0", "link set wan0 up",
+                          f"route add default via 10.{wan.w}.{n}.1"], agent)  # fmt: skip
         # the building's lab: a dumb switch, the agent on s0, a device on each other port
         switch = ["link set lo up", "link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
                   "link set br0 up"]  # fmt: skip
@@ -251,6 +269,18 @@ def _build(wan: Wan) -> None:
             wait_for(lambda s=site, p=pid: (wan.tmp / f"{s}-{p}.ready").exists(), 30, f"persona {pid}")
 
 
+def _free_net() -> int:
+    """A second octet w such that no route of the root namespace touches 10.w.0.0/16 (another run's WAN)."""
+    import ipaddress
+    import random
+
+    routes = [ipaddress.ip_network(r.split()[0], strict=False) for r in sh("ip", "-4", "route", "show").splitlines()
+              if r.split() and r.split()[0] != "default"]  # fmt: skip
+    choices = [w for w in range(200, 250)
+               if not any(n.overlaps(ipaddress.ip_network(f"10.{w}.0.0/16")) for n in routes)]  # fmt: skip
+    return random.choice(choices)
+
+
 def _persona_mac(pid: str) -> str:
     import yaml
 
@@ -272,10 +302,10 @@ def _teardown(wan: Wan) -> None:
 
 @pytest.fixture(scope="module")
 def wan(vhost: Vhost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wan]:
-    w = Wan(os.urandom(2).hex(), tmp_path_factory.mktemp("wan"))
+    w = Wan(os.urandom(2).hex(), tmp_path_factory.mktemp("wan"), w=_free_net())
     try:
         _build(w)
-        w.relay = Relay(RELAY_IP, 5672, ("127.0.0.1", 5672))
+        w.relay = Relay(w.relay_ip, 5672, ("127.0.0.1", 5672))
         w.relay.start()
         w.tokens["admin"] = w.camscan("tokens", "create", "hq", "--role", "admin").strip().splitlines()[-1]
         for site in ("a", "b"):
@@ -283,11 +313,11 @@ def wan(vhost: Vhost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wan]
                       "lab0", "--schedule", "0 3 * * *", "--methods", METHODS, "--agent", site)  # fmt: skip
             out = w.camscan("tokens", "create", f"agent {site}", "--role", "operator", "--site", site)
             w.tokens[site] = out.strip().splitlines()[-1]
-            w.broker[site] = vhost.site_url(site, host=RELAY_IP)
+            w.broker[site] = vhost.site_url(site, host=w.relay_ip)
         log = open(w.tmp / "serve.log", "ab")  # noqa: SIM115 - the child keeps it
         w.service = subprocess.Popen(
             ["ip", "netns", "exec", w.hq, sys.executable, "-m", "scanner", "serve", "--db", f"sqlite:///{w.db}",
-             "--host", HQ_IP, "--port", str(PORT), "--broker", vhost.service_url(host=RELAY_IP),
+             "--host", w.hq_ip, "--port", str(PORT), "--broker", vhost.service_url(host=w.relay_ip),
              "--scan-timeout", "120"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(ROOT), "CAMSCAN_DATA_DIR": str(w.tmp / "data")},
@@ -348,6 +378,13 @@ def test_scheduled_scans_at_both_buildings_land_apart(wan: Wan) -> None:
     code, report = wan.call("GET", f"/api/v1/scans/{ids['a']}/report.json")
     assert code == 200 and report["scan"]["site"] == "Building A"
     assert report["scan"]["scope"] == [LAB, f"interface lab0 ({AGENT_IP}/24)"]
+    # from building A, with A's token, over the WAN: A's report cannot be filed as B's scan
+    raw = wan.tmp / "report-a.json"
+    raw.write_text(json.dumps(report))
+    code, refused = wan.call("POST", f"/api/v1/scans/{ids['b']}/report", raw=raw, who="a", ns=wan.ns("a", "agent"))
+    assert code == 403 and "another site" in refused["detail"]
+    code, _ = wan.call("GET", f"/api/v1/scans/{ids['b']}", who="a", ns=wan.ns("a", "agent"))
+    assert code == 403
 
 
 def test_a_job_outside_the_allow_list_is_refused_without_a_packet(wan: Wan) -> None:
@@ -384,17 +421,19 @@ def test_an_agent_killed_mid_scan_leaves_the_job_to_its_restart(wan: Wan) -> Non
 
 
 def test_a_broker_restart_mid_run_loses_and_duplicates_nothing(wan: Wan, vhost: Vhost) -> None:
-    code, first = wan.call("POST", "/api/v1/sites/a/scans")
-    assert code == 202, first
-    wait_for(lambda: wan.scanning("a"), 60, "the scan to start at agent a", wan.logs())
-    rabbitmqctl("stop_app")
-    try:
-        code, second = wan.call("POST", "/api/v1/sites/b/scans")  # queued while the broker is away
-        assert code == 202, second
-        time.sleep(3)
-        assert wan.scan(second["id"])["status"] == "queued"  # kept by the service until the broker is back
-    finally:
-        ensure_rabbit_running()
+    assert vhost.lock is not None
+    with vhost.lock.alone():  # no other test run on this machine uses the broker meanwhile
+        code, first = wan.call("POST", "/api/v1/sites/a/scans")
+        assert code == 202, first
+        wait_for(lambda: wan.scanning("a"), 60, "the scan to start at agent a", wan.logs())
+        rabbitmqctl("stop_app")
+        try:
+            code, second = wan.call("POST", "/api/v1/sites/b/scans")  # queued while the broker is away
+            assert code == 202, second
+            time.sleep(3)
+            assert wan.scan(second["id"])["status"] == "queued"  # kept by the service until the broker is back
+        finally:
+            ensure_rabbit_running()
     for scan_id in (first["id"], second["id"]):
         scan = wait_for(lambda i=scan_id: wan.finished(i), 180, "the scans after the restart", wan.logs())
         assert scan["status"] == "succeeded", scan
