@@ -389,7 +389,8 @@ def test_agent_offline_raised_by_the_agents_part_reaches_its_alert_rules(api: Ap
     with webhook_sink() as sink:
         rule(api, {"event": "agent.offline", "site": "town-hall", "webhook": {"url": sink.url, "secret": SECRET}})
         with api.db.session() as s:
-            record_event(s, AGENT_OFFLINE, site="town-hall",
+            site = s.scalars(select(Site).where(Site.slug == "town-hall")).one()
+            record_event(s, AGENT_OFFLINE, site=site,
                          detail={"agent": "th-1", "last_contact": None, "reason": "no heartbeat"})  # fmt: skip
         assert deliver_due(api.db, fast()) == 1
         (got,) = sink.requests

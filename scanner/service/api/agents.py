@@ -29,7 +29,7 @@ from scanner.service.agents import (
     agent_json,
     too_old,
 )
-from scanner.service.alerts import emit_scan_failed
+from scanner.service.alerts import emit_event
 from scanner.service.api.app import Caller, need, service_of
 from scanner.service.api.scans import scan_for, scan_json
 from scanner.service.auth import Principal, audit
@@ -165,7 +165,7 @@ def submit_result(scan_id: str, body: Result, request: Request, who: Caller) -> 
             raise HTTPException(409, f"scan {scan_id} succeeded already; its report stays")
         scan.status, scan.finished_at = "failed", utcnow()
         scan.error = body.error
-        emit_scan_failed(s, scan)
+        emit_event(s, site, "scan.failed", scan_id=scan.id, detail={"error": body.error[:500], "agent": agent or None})
         audit(s, who.name, "scan.refused" if body.refused else "scan.failed", f"scan:{scan.id}",
               {"site": site.slug, "agent": agent or None, "error": body.error[:500]})  # fmt: skip
         return scan_json(scan, site.slug)
