@@ -88,7 +88,7 @@ def _day(name: str, value: str | None) -> date | None:
     if value is None or value.strip() == "":
         return None
     try:
-        return date.fromisoformat(value.strip()[:10])
+        return date.fromisoformat(value.strip())
     except ValueError:
         raise HTTPException(422, f"{name}: a date as YYYY-MM-DD, please") from None
 
