@@ -6,7 +6,7 @@ rules' examples; every day a few devices leave, come back or change firmware), l
 real login form, then times, through the real app in process (session cookie, CSRF-free GETs, the same
 middleware uvicorn serves), the overview (every site's counts and the SVG chart of flagged devices over
 time from every stored scan), a site page (sorted, filtered), the device page with the longest history,
-and a scan page with its diff. Prints p50/p95 per page. Figures only, no asserts.
+and a scan page with its diff, and the audit pack download. Prints p50/p95 per page. Figures only, no asserts.
 
     python benchmarks/bench_pages.py                       # 20 sites x 200 devices x 90 days, SQLite and PostgreSQL
     python benchmarks/bench_pages.py --sites 5 --days 30   # a quick run
@@ -109,12 +109,17 @@ def measure(label: str, url: str, args: argparse.Namespace) -> None:
         assert token is not None
         r = client.post("/login", data={"email": email, "password": PASSWORD, "csrf": token.group(1)})
         assert r.status_code == 303, r.text[:300]
+        if args.no_panels:  # the site page as it was before its panels (to see what they cost)
+            from scanner.service.web import SITE_PANELS
+
+            SITE_PANELS.clear()
         pages = [
             ("overview (counts + chart of every scan)", "/"),
             ("site page (devices sorted by flag, 50)", f"/sites/{slug}"),
             ("site page, filtered and sorted by maker", f"/sites/{slug}?flagged=no&status=present&sort=maker"),
             ("device page (longest history)", f"/devices/{device}"),
             ("scan page with its diff", f"/scans/{latest}"),
+            ("audit pack download (every scan, zip)", f"/sites/{slug}/export"),
         ]
         print(f"{'page':42s} {'p50 ms':>8s} {'p95 ms':>8s} {'kB':>6s}")
         for name, path in pages:
@@ -142,6 +147,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--repeat", type=int, default=50, help="timed requests per page")
+    ap.add_argument("--no-panels", action="store_true", help="time the site page without its panels")
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument(
         "--pg-url", default=os.environ.get("CAMSCAN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

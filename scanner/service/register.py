@@ -228,7 +228,12 @@ def entry_json(e: RegisterEntry) -> dict[str, Any]:
     }
 
 
-def _device_brief(d: Device) -> dict[str, Any]:
+BRIEF_COLUMNS = (Device.id, Device.ip, Device.mac, Device.manufacturer, Device.brand, Device.model,
+                 Device.device_type, Device.flagged, Device.status, Device.last_seen, Device.lifecycle)  # fmt: skip
+
+
+def _device_brief(d: Any) -> dict[str, Any]:
+    """A device (or a row of BRIEF_COLUMNS) as the reconciliation lists it."""
     return {
         "id": d.id,
         "ip": d.ip,
@@ -251,9 +256,11 @@ def reconcile(session: Session, site: Site) -> dict[str, Any]:
     entries = list(
         session.scalars(select(RegisterEntry).where(RegisterEntry.site_id == site.id).order_by(RegisterEntry.line))
     )
-    devices = list(session.scalars(select(Device).where(Device.site_id == site.id).order_by(Device.id)))
+    devices: list[Any] = list(  # rows of the columns a reconciliation shows (not whole ORM objects: 4x faster)
+        session.execute(select(*BRIEF_COLUMNS).where(Device.site_id == site.id).order_by(Device.id))
+    )
     by_mac = {d.mac.lower(): d for d in devices if d.mac}
-    by_ip: dict[str, Device] = {}
+    by_ip: dict[str, Any] = {}
     for dev in devices:  # an address is trusted only for a device present now (it may have moved)
         if dev.ip and (dev.ip not in by_ip or dev.status == "present"):
             by_ip[dev.ip] = dev
@@ -270,7 +277,7 @@ def reconcile(session: Session, site: Site) -> dict[str, Any]:
     unseen: list[dict[str, Any]] = []
     approved_flagged: list[dict[str, Any]] = []
     for e in entries:
-        d: Device | None = by_mac.get(e.mac) if e.mac else None
+        d: Any = by_mac.get(e.mac) if e.mac else None
         if d is None and e.ip and not e.mac:
             d = by_ip.get(e.ip)
         if d is None and e.ip and e.mac and e.ip in by_ip and not by_ip[e.ip].mac:

@@ -483,29 +483,29 @@ def test_site_panels_and_actions_registered_by_other_modules(client: TestClient,
         site_panel,
     )
 
-    @site_panel("Register reconciliation", order=20)
+    @site_panel("Test counting", order=20)
     def reconciliation(ctx: PanelContext) -> Markup:
         n = ctx.session.scalar(select(func.count()).select_from(Device).where(Device.site_id == ctx.site.id))
         return ctx.render("panels/failed.html.j2") if n is None else Markup(f"<p>{int(n)} devices to reconcile</p>")
 
-    @site_panel("Alert rules", order=10, min_role="operator")
+    @site_panel("Test broken", order=10, min_role="operator")
     def broken(ctx: PanelContext) -> Markup:
         raise RuntimeError("a bug in a panel")
 
-    register_site_action(SiteAction("Download audit pack", "/sites/{slug}/audit-pack"))
+    register_site_action(SiteAction("Test action", "/sites/{slug}/test-action"))
     try:
         html = logged_in(client, "operator@council.example").get("/sites/town-hall").text
-        assert '<h2 id="panel-register-reconciliation-h">Register reconciliation</h2>' in html
+        assert '<h2 id="panel-test-counting-h">Test counting</h2>' in html
         assert "<p>2 devices to reconcile</p>" in html
-        assert html.index("Alert rules") < html.index("Register reconciliation")  # by order
+        assert html.index("Test broken") < html.index("Test counting")  # by order
         assert "This panel could not be shown" in html  # the broken panel did not break the page
-        assert '<a class="button" href="/sites/town-hall/audit-pack">Download audit pack</a>' in html
+        assert '<a class="button" href="/sites/town-hall/test-action">Test action</a>' in html
         client.cookies.clear()
         html = logged_in(client, "auditor@council.example").get("/sites/town-hall").text
-        assert "Alert rules" not in html and "Register reconciliation" in html  # min_role
+        assert "Test broken" not in html and "Test counting" in html  # min_role
     finally:
-        SITE_PANELS[:] = [p for p in SITE_PANELS if p.title not in ("Register reconciliation", "Alert rules")]
-        SITE_ACTIONS[:] = [a for a in SITE_ACTIONS if a.label != "Download audit pack"]
+        SITE_PANELS[:] = [p for p in SITE_PANELS if p.title not in ("Test counting", "Test broken")]
+        SITE_ACTIONS[:] = [a for a in SITE_ACTIONS if a.label != "Test action"]
 
 
 def test_the_chart_stays_readable_with_many_sites_and_scans() -> None:

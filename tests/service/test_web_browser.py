@@ -2,7 +2,8 @@
 it), driven over the DevTools protocol on loopback: the service runs under uvicorn on 127.0.0.1, a person
 logs in, sees the flagged devices and the chart on the overview, opens a flagged device, plans its
 replacement, and a device whose names carry script and image payloads is shown as text: its script never
-runs (document.title unchanged) and nothing it names is ever fetched (a canary route counts requests).
+runs (document.title unchanged) and nothing it names is ever fetched (a canary route counts requests); the
+site page's audit pack is downloaded by the browser itself and verified.
 The overview's screenshot is written to docs/screenshots/overview.png (the README shows it).
 """
 
@@ -307,3 +308,44 @@ def test_script_in_a_device_name_never_runs(served: Served, browser: Browser) ->
     browser.go(served.url + f"/devices/{hostile}")
     assert "<script>document.title='pwned';fetch('/canary/script')</script>" in browser.text("main")  # shown as text
     assert served.canary == []  # no script fetched it, no image or SVG element asked for it
+
+
+def test_download_the_audit_pack_from_the_site_page(served: Served, browser: Browser, tmp_path: Path) -> None:
+    """The site page's Audit pack button, clicked in Chromium: the browser saves the zip (DevTools download
+    behaviour into a temporary directory) and camscan's own verification accepts it."""
+    from scanner.report.pack import verify_pack
+
+    browser.go(served.url + "/login")
+    browser.fill("#email", EMAIL)
+    browser.fill("#password", PASSWORD)
+    browser.click("form.stack button[type=submit]")
+    browser.go(served.url + "/sites/town-hall")
+    button = "a.button[href='/sites/town-hall#panel-audit-pack']"  # the header's button, to the panel
+    assert browser.js(f"document.querySelector({json.dumps(button)})?.textContent") == "Audit pack"
+    assert "Download" in browser.text("#panel-audit-pack")
+    for panel in ("#panel-register-reconciliation", "#panel-alert-rules"):
+        assert browser.js(f"document.querySelector({json.dumps(panel)}) !== null"), panel
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads), eventsEnabled=True)
+    try:
+        browser.fill("#audit-pack-form input[name=from]", "")  # no limit: the demo's scans are at a fixed date
+        browser.fill("#audit-pack-form input[name=to]", "")
+        assert browser.js("(() => { document.querySelector('#audit-pack-form button[type=submit]').click(); "
+                          "return true; })()")  # fmt: skip
+        deadline = time.monotonic() + 60
+        done: list[Path] = []
+        while not done:
+            assert time.monotonic() < deadline, f"no download finished: {sorted(downloads.iterdir())}"
+            time.sleep(0.1)
+            names = list(downloads.iterdir())
+            if not any(p.suffix == ".crdownload" for p in names):
+                done = [p for p in names if p.suffix == ".zip"]
+    finally:
+        browser.call("Browser.setDownloadBehavior", behavior="default")
+    [pack] = done
+    assert pack.name == "camscan-audit-town-hall-start-now.zip"
+    check = verify_pack(pack)
+    assert check.ok, check.problems
+    assert check.reports >= 1 and check.manifest["site"] == "town-hall"
+    assert browser.path() == "/sites/town-hall"  # the download left the page where it was

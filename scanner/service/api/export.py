@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from scanner.service.api.app import Caller, service_of
 from scanner.service.api.sites import site_for
-from scanner.service.auth import audit
+from scanner.service.auth import Principal, audit
 from scanner.service.pack import build_audit_pack
 
 router = APIRouter(tags=["export"])
@@ -37,6 +37,14 @@ def export_pack(
 ) -> StreamingResponse:
     """The audit pack: every scan's JSON export in the range (byte for byte), device, history, findings,
     lifecycle, exception and register CSVs, and manifest.json with each file's SHA-256."""
+    return pack_response(request, who, site, from_, to)
+
+
+def pack_response(
+    request: Request, who: Principal, site: str, from_: date | None, to: date | None
+) -> StreamingResponse:
+    """The audit pack of `site` as a zip download, for the API and the site page alike (same role checks:
+    anyone who may see the site, auditors included; a site-limited caller only their site)."""
     if from_ and to and from_ > to:
         raise HTTPException(422, "from: after to")
     out = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 - closed by the stream

@@ -68,3 +68,10 @@ def install(app: object) -> None:
     from scanner.service.web.pages import install as install_pages
 
     install_pages(app)
+    # part 2's panels (register reconciliation, alert rules, audit pack) and their page routes
+    from fastapi import FastAPI
+
+    from scanner.service.web import site_panels
+
+    assert isinstance(app, FastAPI)
+    app.include_router(site_panels.router)
