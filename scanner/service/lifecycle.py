@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -62,21 +62,26 @@ def is_overdue(d: Device, today: date) -> bool:
     )
 
 
+def recent_scan_starts(session: Session, site: Site) -> tuple[int, list[datetime]]:
+    """N (the site's `removed_after_scans`) and the start times of the site's last N succeeded scans, newest
+    first (fewer while the site has fewer): a device last seen before the oldest of them is absent from all."""
+    n = max(1, site.removed_after_scans or DEFAULT_REMOVED_AFTER)
+    starts = session.scalars(
+        select(Scan.report_started_at)
+        .where(Scan.site_id == site.id, Scan.status == "succeeded", Scan.report_started_at.is_not(None))
+        .order_by(Scan.report_started_at.desc())
+        .limit(n)
+    )
+    return n, [t for t in starts if t is not None]
+
+
 def apply_removals(session: Session, site: Site, scan_id: str) -> tuple[list[int], list[int]]:
     """After a report of `site` was applied: mark removed the tracked devices unseen in the last N scans,
     and track again the removed ones this scan saw. Returns (removed, returned) device ids."""
-    n = max(1, site.removed_after_scans or DEFAULT_REMOVED_AFTER)
-    starts = list(
-        session.scalars(
-            select(Scan.report_started_at)
-            .where(Scan.site_id == site.id, Scan.status == "succeeded", Scan.report_started_at.is_not(None))
-            .order_by(Scan.report_started_at.desc())
-            .limit(n)
-        )
-    )
+    n, starts = recent_scan_starts(session, site)
     now = utcnow()
     removed: list[int] = []
-    if len(starts) >= n and starts[-1] is not None:
+    if len(starts) >= n:
         oldest = starts[-1]  # absent from all of the last n scans = last seen before the oldest of them
         for d in session.scalars(
             select(Device).where(

@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from scanner.service.store.models import Device, RegisterEntry, Scan, Site, utcnow
+from scanner.service.lifecycle import recent_scan_starts
+from scanner.service.store.models import Device, RegisterEntry, Site, utcnow
 
 MAX_REGISTER_BYTES = 1024 * 1024  # the API's request limit; ~10,000 rows of a typical register
 MAX_ROWS = 20000
@@ -264,15 +265,7 @@ def reconcile(session: Session, site: Site) -> dict[str, Any]:
     for dev in devices:  # an address is trusted only for a device present now (it may have moved)
         if dev.ip and (dev.ip not in by_ip or dev.status == "present"):
             by_ip[dev.ip] = dev
-    n = max(1, site.removed_after_scans or 3)
-    starts = list(
-        session.scalars(
-            select(Scan.report_started_at)
-            .where(Scan.site_id == site.id, Scan.status == "succeeded", Scan.report_started_at.is_not(None))
-            .order_by(Scan.report_started_at.desc())
-            .limit(n)
-        )
-    )
+    n, starts = recent_scan_starts(session, site)
     matched: set[int] = set()
     unseen: list[dict[str, Any]] = []
     approved_flagged: list[dict[str, Any]] = []
@@ -285,7 +278,7 @@ def reconcile(session: Session, site: Site) -> dict[str, Any]:
         if d is not None:
             matched.add(d.id)
         never = d is None
-        stale = d is not None and len(starts) >= n and starts[-1] is not None and d.last_seen < starts[-1]
+        stale = d is not None and len(starts) >= n and d.last_seen < starts[-1]
         if starts and (never or stale):
             unseen.append({**entry_json(e), "device": None if d is None else _device_brief(d),
                            "last_seen": None if d is None else d.last_seen.isoformat()})  # fmt: skip
