@@ -46,7 +46,7 @@ from scanner.scope import ScopeError, parse_targets
 from scanner.service.agents import HEARTBEAT_EVERY, SCHEMA_HEADER, VERSION_HEADER
 from scanner.service.broker import TASK_NAME, job_from_message, make_app, queue_name
 from scanner.service.jobs import ScanJob
-from scanner.service.local import scan_argv
+from scanner.service.local import start_scan
 
 log = logging.getLogger("camscan.agent")
 PR_SET_PDEATHSIG = 1
@@ -104,16 +104,7 @@ def run_scan(job: ScanJob, time_limit: float, work_dir: Path) -> bytes:
     work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     json_path, log_path = work_dir / f"{job.scan_id}.scan.json", work_dir / f"{job.scan_id}.log"
     json_path.unlink(missing_ok=True)
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(
-            scan_argv(job, json_path),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # only a prctl: safe between fork and exec
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
-        )
+    proc = start_scan(job, json_path, log_path, preexec_fn=_die_with_parent)  # only a prctl: fork-safe
     try:
         try:
             code = proc.wait(time_limit)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def scan_argv(job: ScanJob, json_path: Path) -> list[str]:
     return argv
 
 
+def start_scan(
+    job: ScanJob, json_path: Path, log_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """`camscan scan` for the job as a child process in its own process group (killed as one, nmap
+    included), its output in `log_path`; the local executor and the scan agent both start scans here."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            scan_argv(job, json_path),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
+        )
+
+
 class LocalExecutor:
     """Runs jobs as child processes; `work_dir` holds their JSON output and logs until ingested."""
 
@@ -61,15 +79,7 @@ class LocalExecutor:
         json_path = self.work_dir / f"{job.scan_id}.json"
         log_path = self.work_dir / f"{job.scan_id}.log"
         json_path.unlink(missing_ok=True)
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                scan_argv(job, json_path),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: killed as one, nmap included
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
-            )
+        proc = start_scan(job, json_path, log_path)
         self._running[job.scan_id] = _Running(job, proc, json_path, log_path, time.monotonic() + job.time_limit)
         return f"local pid {proc.pid}"
 
