@@ -19,7 +19,7 @@ from scanner.service.store.db import Database
 from scanner.service.store.models import AuditEntry, Device, LoginFailure, WebSession
 from scanner.service.web import sessions
 from tests.service.conftest import TestClient
-from tests.service.web_helpers import HOSTILE_SITE, PASSWORD, Seeded, csrf_of, login, seed
+from tests.service.web_helpers import HOSTILE_SITE, PASSWORD, Seeded, csrf_of, https_client, login, seed
 
 
 @pytest.fixture
@@ -29,10 +29,7 @@ def seeded(db: Database) -> Seeded:
 
 @pytest.fixture
 def client(seeded: Seeded) -> Iterator[TestClient]:
-    """A browser on https (so the cookie is the Secure `__Host-` one)."""
-    with TestClient(  # type: ignore[arg-type]
-        asgi(Service(seeded.db)), base_url="https://testserver", raise_server_exceptions=True, follow_redirects=False
-    ) as c:
+    with https_client(seeded.db) as c:
         yield c
 
 

@@ -16,15 +16,13 @@ import pytest
 from sqlalchemy import select
 
 from scanner.report.pack import verify_pack
-from scanner.service.api import Service
-from scanner.service.api.app import asgi
 from scanner.service.auth import create_token
 from scanner.service.ingest import ingest_report
 from scanner.service.store.db import Database
 from scanner.service.store.models import AuditEntry, RegisterEntry, Site
 from tests.service.conftest import HIK, Dev, TestClient, day, make_report
 from tests.service.test_web import _Tags, csp_allows_no_inline_script
-from tests.service.web_helpers import Seeded, csrf_of, login, seed
+from tests.service.web_helpers import Seeded, csrf_of, https_client, login, seed
 
 HOSTILE_CELL = "<script>document.title='pwned'</script>"
 HOSTILE_TAG = '"><img src=x onerror=alert(1)>'
@@ -51,9 +49,7 @@ def seeded(db: Database) -> Seeded:
 
 @pytest.fixture
 def client(seeded: Seeded) -> Iterator[TestClient]:
-    with TestClient(  # type: ignore[arg-type]
-        asgi(Service(seeded.db)), base_url="https://testserver", raise_server_exceptions=True, follow_redirects=False
-    ) as c:
+    with https_client(seeded.db) as c:
         yield c
 
 
@@ -175,7 +171,7 @@ def test_panels_by_role_and_the_csp(client: TestClient, with_data: Seeded) -> No
         assert '<a class="button" href="/sites/town-hall#panel-audit-pack">Audit pack</a>' in r.text
         pack = panel(r.text, "panel-audit-pack")
         assert 'action="/sites/town-hall/export"' in pack and 'name="from"' in pack and 'name="to"' in pack
-        assert "<button type=\"submit\">Download</button>" in pack
+        assert '<button type="submit">Download</button>' in pack
 
 
 def _download(client: TestClient, path: str, tmp_path: Path, name: str = "pack.zip") -> Path:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import select
 
+from scanner.service.api import Service
+from scanner.service.api.app import asgi
 from scanner.service.auth import add_user
 from scanner.service.ingest import ingest_report
 from scanner.service.store.db import Database
@@ -98,3 +102,12 @@ def login(client: TestClient, email: str, password: str = PASSWORD, follow: bool
         data={"email": email, "password": password, "csrf": csrf_of(page.text)},
         follow_redirects=follow,
     )
+
+
+@contextmanager
+def https_client(db: Database) -> Iterator[TestClient]:
+    """A browser on https (so the cookie is the Secure `__Host-` one) against the real app and its middleware."""
+    with TestClient(  # type: ignore[arg-type]
+        asgi(Service(db)), base_url="https://testserver", raise_server_exceptions=True, follow_redirects=False
+    ) as c:
+        yield c
