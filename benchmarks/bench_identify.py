@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=100_000)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        print(f"camscan identify, end to end (python {sys.version.split()[0]}, 1 process)")
+        workers = min(4, os.cpu_count() or 1)  # camscan identify's default --jobs
+        print(f"camscan identify, end to end (python {sys.version.split()[0]}, {workers} worker processes)")
         print(f"{'hosts':>9} {'evidence':>9} {'seconds':>8} {'hosts/s':>9} {'peak MiB':>9}")
         for n in sorted({max(1, args.hosts // 10), args.hosts}):
             path = Path(d) / f"hosts-{n}.jsonl"
