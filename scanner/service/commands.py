@@ -9,13 +9,18 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from scanner.service.store.db import Database
+    from scanner.service.store.models import Site
 
 DbUrl = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional here
@@ -69,6 +74,32 @@ def _open(db: str | None, data_dir: Path | None, migrate: bool = True) -> Databa
         raise _fail(
             f"cannot use the database {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
         ) from None
+
+
+@contextmanager
+def _store(db: str | None, data_dir: Path | None) -> Iterator[Session]:
+    """A session on the (migrated) database, committed when the block ends without an error, rolled back
+    otherwise; the database is closed either way."""
+    database = _open(db, data_dir)
+    try:
+        with database.session() as s:
+            yield s
+    finally:
+        database.close()
+
+
+def _site_limit(s: Session, slug: str | None) -> Site | None:
+    """The site a user or token is limited to (None: every site); a missing site is an error."""
+    from sqlalchemy import select
+
+    from scanner.service.store.models import Site
+
+    if slug is None:
+        return None
+    site = s.scalars(select(Site).where(Site.slug == slug)).first()
+    if site is None:
+        raise _fail(f"no site {slug!r}")
+    return site
 
 
 def register(app: typer.Typer) -> None:
@@ -219,14 +250,12 @@ def db_rebuild(db: DbUrl = None, data_dir: DataDir = None) -> None:
     from scanner.service.auth import audit
     from scanner.service.ingest import rebuild_all
 
-    database = _open(db, data_dir)
-    with database.session() as s:
+    with _store(db, data_dir) as s:
         done = rebuild_all(s)
         audit(s, _actor(), "db.rebuild", None, {"sites": done})
     for slug, n in done.items():
         print(f"{slug}: rebuilt from {n} report(s)")
     print(f"{len(done)} site(s) rebuilt")
-    database.close()
 
 
 def users_add(
@@ -241,28 +270,19 @@ def users_add(
 ) -> None:
     """Add a person who logs in to the pages; the password is read from standard input (never from the
     command line)."""
-    from sqlalchemy import select
-
     from scanner.service.auth import AuthError, add_user, audit
-    from scanner.service.store.models import Site, UserSite
+    from scanner.service.store.models import UserSite
 
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
-    database = _open(db, data_dir)
     try:
-        with database.session() as s:
-            limit = None
-            if site is not None:
-                limit = s.scalars(select(Site).where(Site.slug == site)).first()
-                if limit is None:
-                    raise _fail(f"no site {site!r}")
+        with _store(db, data_dir) as s:
+            limit = _site_limit(s, site)
             user = add_user(s, email, role, password, created_by=_actor())
             if limit is not None:
                 s.add(UserSite(user_id=user.id, site_id=limit.id))
                 audit(s, _actor(), "user.site", f"user:{user.email}", {"site": limit.slug})
     except AuthError as exc:
         raise _fail(str(exc)) from None
-    finally:
-        database.close()
     print(f"user {user.email} added ({user.role}{', site ' + site if site else ''})")
 
 
@@ -277,24 +297,13 @@ def tokens_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an API token; it is printed once, alone on the last line (only its hash is kept)."""
-    from sqlalchemy import select
-
     from scanner.service.auth import AuthError, create_token
-    from scanner.service.store.models import Site
 
-    database = _open(db, data_dir)
     try:
-        with database.session() as s:
-            limit = None
-            if site is not None:
-                limit = s.scalars(select(Site).where(Site.slug == site)).first()
-                if limit is None:
-                    raise _fail(f"no site {site!r}")
-            row, token = create_token(s, name, role, limit, created_by=_actor())
+        with _store(db, data_dir) as s:
+            row, token = create_token(s, name, role, _site_limit(s, site), created_by=_actor())
     except AuthError as exc:
         raise _fail(str(exc)) from None
-    finally:
-        database.close()
     print(f"token {row.id} {row.name!r} ({row.role}{', site ' + site if site else ''}); it is shown only now:")
     print(token)
 
@@ -305,8 +314,7 @@ def tokens_list(db: DbUrl = None, data_dir: DataDir = None) -> None:
 
     from scanner.service.store.models import ApiToken, Site
 
-    database = _open(db, data_dir)
-    with database.session() as s:
+    with _store(db, data_dir) as s:
         rows = s.execute(
             select(ApiToken, Site.slug).outerjoin(Site, Site.id == ApiToken.site_id).order_by(ApiToken.id)
         ).all()
@@ -314,7 +322,6 @@ def tokens_list(db: DbUrl = None, data_dir: DataDir = None) -> None:
         for t, slug in rows:
             cells = (t.id, t.name, t.role, slug or "*", t.prefix + "...", t.created_at, t.last_used_at, t.revoked_at)
             print("\t".join("-" if c is None else _plain(c) for c in cells))
-    database.close()
 
 
 def tokens_revoke(
@@ -326,17 +333,13 @@ def tokens_revoke(
     from scanner.service.auth import audit
     from scanner.service.store.models import ApiToken, utcnow
 
-    database = _open(db, data_dir)
-    try:
-        with database.session() as s:
-            row = s.get(ApiToken, token_id)
-            if row is None:
-                raise _fail(f"no token {token_id}")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-                audit(s, _actor(), "token.revoke", f"token:{row.id}", {"name": row.name})
-    finally:
-        database.close()
+    with _store(db, data_dir) as s:
+        row = s.get(ApiToken, token_id)
+        if row is None:
+            raise _fail(f"no token {token_id}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            audit(s, _actor(), "token.revoke", f"token:{row.id}", {"name": row.name})
     print(f"token {token_id} revoked")
 
 
@@ -410,16 +413,13 @@ def sites_add(
         updated_at=now,
     )
     rules.first_run(site, now)
-    database = _open(db, data_dir)
     try:
-        with database.session() as s:
+        with _store(db, data_dir) as s:
             s.add(site)
             s.flush()
             audit(s, _actor(), "site.create", f"site:{slug}", rules.site_json(site))
     except IntegrityError:
         raise _fail(f"a site {slug!r} exists already") from None
-    finally:
-        database.close()
     when = f"; next scan {site.next_run_at.isoformat()}" if site.next_run_at else "; no schedule (scan it by API)"
     print(f"site {slug} added: {', '.join(checked)}{when}")
 
@@ -430,14 +430,12 @@ def sites_list(db: DbUrl = None, data_dir: DataDir = None) -> None:
 
     from scanner.service.store.models import Site
 
-    database = _open(db, data_dir)
-    with database.session() as s:
+    with _store(db, data_dir) as s:
         print("slug\tname\ttargets\tinterface\tschedule\ttz\tenabled\tnext run")
         for site in s.scalars(select(Site).order_by(Site.slug)):
             cells = (site.slug, site.name, ",".join(site.targets), site.interface, site.schedule, site.timezone,
                      "yes" if site.enabled else "no", site.next_run_at)  # fmt: skip
             print("\t".join("-" if c is None else _plain(c) for c in cells))
-    database.close()
 
 
 def _plain(value: object) -> str:
