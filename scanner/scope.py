@@ -45,6 +45,29 @@ def parse_targets(specs: Iterable[str]) -> IPSet:
     return result
 
 
+def check_networks(targets: IPSet, allow_public: bool, allowance: str = "--allow-public") -> None:
+    """Refuse what camscan never scans, for the command line and the service's sites alike: no address, more
+    than MAX_HOSTS, IPv6, multicast, unspecified and reserved (240.0.0.0/4, broadcast) ranges, and public
+    ranges unless `allow_public` (given as `allowance`) says the user is authorised. Local means not
+    global: the private ranges, loopback, link-local and RFC 6598 shared space (which some site networks
+    use, as the passive reader also assumes)."""
+    if targets.size == 0:
+        raise ScopeError("the targets contain no address")
+    if targets.size > MAX_HOSTS:
+        raise ScopeError(f"{targets.size} addresses is more than camscan scans at once ({MAX_HOSTS}); split it")
+    for cidr in targets.iter_cidrs():
+        net = ipaddress.ip_network(str(cidr))
+        if net.version != 4:
+            raise ScopeError(f"{net}: camscan scans IPv4 networks")
+        if net.is_multicast or net.is_unspecified or net.is_reserved or str(net.network_address) == "255.255.255.255":
+            raise ScopeError(f"{net}: not a host address range (multicast, reserved or unspecified)")
+        if net.is_global and not allow_public:
+            raise ScopeError(
+                f"{net} is a public address range: camscan scans local networks; {allowance} if you are "
+                "authorised to scan it"
+            )
+
+
 def _interface_ipv4(name: str) -> tuple[str, int] | None:
     """(address, prefix length) of an interface, or None."""
     try:
@@ -85,21 +108,7 @@ class Scope:
         if not specs:
             raise ScopeError("give at least one target (an address, a network such as 10.0.0.0/24, or a range)")
         targets = parse_targets(specs)
-        if targets.size == 0:
-            raise ScopeError("the targets contain no address")
-        if targets.size > MAX_HOSTS:
-            raise ScopeError(f"{targets.size} addresses is more than camscan scans at once ({MAX_HOSTS}); split it")
-        for cidr in targets.iter_cidrs():
-            net = ipaddress.ip_network(str(cidr))
-            if net.version != 4:
-                raise ScopeError(f"{net}: camscan scans IPv4 networks")
-            if net.is_multicast or net.is_unspecified or str(net.network_address).startswith("255."):
-                raise ScopeError(f"{net}: not a host address")
-            if net.is_global and not allow_public:
-                raise ScopeError(
-                    f"{net} is a public address range: camscan scans local networks; --allow-public if "
-                    "you are authorised to scan it"
-                )
+        check_networks(targets, allow_public)
         scope = cls(targets=targets, specs=list(specs), allow_public=allow_public)
         first = str(next(iter(targets.iter_cidrs())).ip)
         if interface:

@@ -1,13 +1,12 @@
 """Sites: validation shared by the API and `camscan sites add`, and their JSON shape.
 
-A site's targets must be private (or loopback/link-local) networks unless `allow_public` says the council
-is authorised to scan public addresses: the same rule as `camscan scan --allow-public`, checked when the
+A site's targets must be local networks unless `allow_public` says the council is authorised to scan public
+addresses: the same rule as `camscan scan --allow-public` (scanner.scope.check_networks), checked when the
 site is saved so that a scheduled scan never fails on it at 3 a.m.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 from scanner._data import data_dir
-from scanner.scope import MAX_HOSTS, ScopeError, parse_targets
+from scanner.scope import ScopeError, check_networks, parse_targets
 from scanner.service.scheduler import ScheduleError, check_schedule, next_fire
 from scanner.service.store.models import Site
 
@@ -63,24 +62,9 @@ def check_targets(targets: list[str], allow_public: bool) -> list[str]:
     if len(cleaned) > MAX_TARGETS:
         raise SiteError(f"targets: at most {MAX_TARGETS} entries")
     try:
-        ipset = parse_targets(cleaned)
+        check_networks(parse_targets(cleaned), allow_public, allowance="set allow_public")
     except ScopeError as exc:
         raise SiteError(f"targets: {exc}") from None
-    if ipset.size == 0:
-        raise SiteError("targets: they contain no address")
-    if ipset.size > MAX_HOSTS:
-        raise SiteError(f"targets: {ipset.size} addresses is more than one scan covers ({MAX_HOSTS})")
-    for cidr in ipset.iter_cidrs():
-        net = ipaddress.ip_network(str(cidr))
-        if net.version != 4:
-            raise SiteError(f"targets: {net} is not IPv4 (camscan scans IPv4 networks)")
-        if net.is_multicast or net.is_unspecified or net.is_reserved:
-            raise SiteError(f"targets: {net} is not a range of host addresses")
-        if not allow_public and not (net.is_private or net.is_loopback or net.is_link_local):
-            raise SiteError(
-                f"targets: {net} is outside the private address ranges; set allow_public if you are "
-                "authorised to scan it"
-            )
     return cleaned
 
 

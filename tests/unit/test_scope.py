@@ -69,3 +69,32 @@ def test_rate_limiter_holds_the_rate() -> None:
 
     elapsed = asyncio.run(burst())
     assert elapsed >= (100 - 20) / 200 * 0.9  # the burst allowance is rate/10 packets
+
+
+@pytest.mark.parametrize(
+    ("spec", "local"),
+    [("10.1.2.0/24", True), ("172.16.5.0/24", True), ("192.168.1.1", True), ("127.0.0.1", True),
+     ("169.254.0.0/16", True), ("100.64.1.0/24", True), ("8.8.8.0/24", False), ("9.9.9.9", False)],
+)  # fmt: skip
+def test_a_site_and_the_command_line_apply_the_same_scope_rule(spec: str, local: bool) -> None:
+    """`camscan scan` and a service site refuse and accept the same ranges (one rule, scope.check_networks)."""
+    from scanner.service.sites import SiteError, check_targets
+
+    if local:
+        assert spec in str(Scope.build([spec]).specs) and check_targets([spec], allow_public=False) == [spec]
+    else:
+        with pytest.raises(ScopeError, match="public"):
+            Scope.build([spec])
+        with pytest.raises(SiteError, match=r"^targets: .*public.*allow_public"):
+            check_targets([spec], allow_public=False)
+    assert check_targets([spec], allow_public=True) == [spec]
+
+
+@pytest.mark.parametrize("spec", ["240.0.0.0/24", "255.255.255.255", "224.0.0.251", "0.0.0.0"])
+def test_reserved_multicast_and_unspecified_are_refused_everywhere(spec: str) -> None:
+    from scanner.service.sites import SiteError, check_targets
+
+    with pytest.raises(ScopeError, match="not a host"):
+        Scope.build([spec], allow_public=True)
+    with pytest.raises(SiteError, match=r"^targets: .*not a host"):
+        check_targets([spec], allow_public=True)
