@@ -7,8 +7,6 @@ show the summary, the flagged devices and their evidence, and no device string m
 
 from __future__ import annotations
 
-import shutil
-import struct
 import subprocess
 import tempfile
 from html.parser import HTMLParser
@@ -21,22 +19,12 @@ from scanner.knowledge import Knowledge
 from scanner.policy.packs import load_pack
 from scanner.report.build import Audit, Run, build_report
 from scanner.report.html import write_html
+from tests.chromium import FLAGS as BASE_FLAGS
+from tests.chromium import chromium_path, png_size
 from tests.report_fixtures import PACK, write_hostile
 
 SAMPLES = Path(__file__).resolve().parent.parent / "scanner" / "samples" / "hosts.jsonl"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--window-size=1200,3000",
-]
+FLAGS = [*BASE_FLAGS, "--window-size=1200,3000"]
 
 
 class _Elements(HTMLParser):
@@ -49,11 +37,9 @@ class _Elements(HTMLParser):
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+            [chromium_path(), *FLAGS, f"--user-data-dir={profile}", *args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -108,7 +94,5 @@ def test_screenshot_is_a_real_page(report_html: Path, tmp_path: Path) -> None:
     proc = chromium(f"--screenshot={shot}", report_html.as_uri())
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (1200, 3000)
+    assert png_size(data) == (1200, 3000)
     assert len(data) > 50_000  # text and tables, not a blank page (a blank 1200x3000 PNG is a few kB)

@@ -10,9 +10,7 @@ The overview's screenshot is written to docs/screenshots/overview.png (the READM
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -33,21 +31,14 @@ from scanner.service.api.app import asgi
 from scanner.service.auth import add_user
 from scanner.service.store.db import Database, migrate
 from scanner.service.store.models import AuditEntry, Device
+from tests.chromium import FLAGS as BASE_FLAGS
+from tests.chromium import chromium_path, png_size
 from tests.service.web_demo import seed_demo
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
+    *BASE_FLAGS,
     "--hide-scrollbars",
     "--force-device-scale-factor=1",
     "--window-size=1280,900",
@@ -188,11 +179,9 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="cwb-chromium-") as profile, tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            [chromium_path(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
@@ -226,12 +215,6 @@ def browser() -> Iterator[Browser]:
 # ---- the walk --------------------------------------------------------------------------------------------------
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    return int(width), int(height)
-
-
 def test_log_in_see_flagged_devices_and_the_chart_plan_a_replacement(served: Served, browser: Browser) -> None:
     browser.go(served.url + "/")
     assert browser.path() == "/login?next=/"  # not logged in: sent to the login form
@@ -250,7 +233,7 @@ def test_log_in_see_flagged_devices_and_the_chart_plan_a_replacement(served: Ser
     assert browser.js("document.querySelector('svg.chart-svg').getBoundingClientRect().width") > 400
     assert browser.js("getComputedStyle(document.querySelector('header.top')).backgroundColor") == "rgb(11, 31, 58)"
     shot = browser.screenshot(SCREENSHOT)
-    width, height = _png_size(shot)
+    width, height = png_size(shot)
     assert width == 1280 and height > 600 and len(shot) > 40_000  # a real page, not a blank one
 
     # printed: the navigation and forms are left out, the chart and tables stay
