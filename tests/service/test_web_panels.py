@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -246,3 +247,40 @@ def test_operators_import_a_register_on_the_page_with_line_numbered_errors(clien
     as_(client, "annex@council.example")
     token = csrf_of(client.get("/sites/annex").text)
     assert client.post("/sites/town-hall/register", data={"csrf": token, "csv": REGISTER}).status_code == 403
+
+
+def _upload(client: TestClient, token: str, data: bytes, name: str = "register.csv") -> httpx.Response:
+    return client.post("/sites/town-hall/register", data={"csrf": token}, files={"file": (name, data, "text/csv")})
+
+
+def test_operators_upload_the_register_as_a_file(client: TestClient, seeded: Seeded) -> None:
+    """The panel's file field: a spreadsheet's CSV (BOM, semicolons) is imported from its bytes; a UTF-16
+    export, an empty form, a file over the limit and a stale CSRF token are refused with nothing stored."""
+    html = as_(client, "operator@council.example").get("/sites/town-hall").text
+    assert 'enctype="multipart/form-data"' in panel(html, "panel-register-reconciliation")
+    token = csrf_of(html)
+
+    def stored() -> int:
+        with seeded.db.session() as s:
+            return len(s.scalars(select(RegisterEntry)).all())
+
+    utf16 = REGISTER.encode("utf-16")
+    r = _upload(client, token, utf16)
+    assert r.status_code == 422 and "UTF-16" in r.text and stored() == 0
+    r = client.post("/sites/town-hall/register", data={"csrf": token}, files={"file": ("", b"", "text/csv")})
+    assert r.status_code == 422 and "empty" in r.text and stored() == 0
+    huge = b"mac,ip\n" + b"44:19:b6:00:00:11,10.77.0.11\n" * 40_000
+    assert _upload(client, token, huge).status_code == 413 and stored() == 0
+    assert _upload(client, "stale", REGISTER.encode()).status_code == 403 and stored() == 0
+    spreadsheet = b"\xef\xbb\xbf" + REGISTER.replace(",", ";").replace("\n", "\r\n").encode()
+    r = _upload(client, token, spreadsheet, name="Register (Excel).csv")
+    assert r.status_code == 303 and r.headers["location"].startswith("/sites/town-hall?register=imported")
+    assert stored() == 2
+    with seeded.db.session() as s:
+        tags = {e.asset_tag for e in s.scalars(select(RegisterEntry))}
+    assert tags == {"CAM-1", HOSTILE_TAG}
+    rec = panel(client.get("/sites/town-hall").text, "panel-register-reconciliation")
+    assert "2 register entries" in rec and HOSTILE_TAG not in rec  # the hostile cell is shown escaped
+    as_(client, "auditor@council.example")
+    token = csrf_of(client.get("/sites/town-hall").text)
+    assert _upload(client, token, REGISTER.encode()).status_code == 403

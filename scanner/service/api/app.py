@@ -222,6 +222,10 @@ def create_app(service: Service, max_body: int = MAX_BODY) -> FastAPI:
     install_pages(app)
     wrapped: Any = LimitAndLog(app, max_body)
     wrapped.large.append((re.compile(r"/api/v1/scans/[^/]+/report"), max(max_body, agents.MAX_REPORT_BODY)))
+    # the site page's register form: a CSV of the register's own limit, urlencoded or as a multipart file
+    from scanner.service.web.site_panels import MAX_REGISTER_FORM
+
+    wrapped.large.append((re.compile(r"/sites/[^/]+/register"), max(max_body, MAX_REGISTER_FORM)))
     app.state.asgi = wrapped
     return app
 

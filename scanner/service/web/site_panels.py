@@ -105,10 +105,26 @@ MAX_REGISTER_FORM = 3 * reg.MAX_REGISTER_BYTES + 4096  # urlencoding at most tri
 
 @router.post("/sites/{slug}/register")
 async def site_register(slug: str, request: Request, who: Page) -> Response:
-    """Replace the site's register with the CSV pasted in the panel's form (operators; the API's import)."""
+    """Replace the site's register with a CSV file chosen in the panel's form (multipart/form-data, field
+    `file`) or pasted into it (field `csv`); operators only, like the API's import. A file is passed on as
+    its bytes, as the API's import is, so a spreadsheet's UTF-16 or Windows-1252 export is refused with a
+    message saying how to save it rather than read wrongly."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise HTTPException(415, "a form must be sent as application/x-www-form-urlencoded")
+    if kind == "multipart/form-data":
+        form, raw = await _multipart(request)
+    elif kind == "application/x-www-form-urlencoded":
+        form, raw = await _urlencoded(request), None
+    else:
+        raise HTTPException(415, "a form must be sent as application/x-www-form-urlencoded or multipart/form-data")
+    check_csrf(who, form)
+    if not who.principal.has("operator"):
+        raise HTTPException(403, f"importing the register needs the operator role; you are {who.role}")
+    if raw is None:
+        raw = form.get("csv", "").replace("\r\n", "\n").encode("utf-8")
+    return await run_in_threadpool(_import, request, who, slug, raw)
+
+
+async def _urlencoded(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_REGISTER_FORM:
         raise HTTPException(413, "the register is too large")
@@ -116,21 +132,48 @@ async def site_register(slug: str, request: Request, who: Page) -> Response:
         fields = parse_qs(body.decode("ascii"), keep_blank_values=True, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the form is not valid urlencoded data") from None
-    form = {k: v[0] for k, v in fields.items()}
-    check_csrf(who, form)
-    if not who.principal.has("operator"):
-        raise HTTPException(403, f"importing the register needs the operator role; you are {who.role}")
-    return await run_in_threadpool(_import, request, who, slug, form.get("csv", ""))
+    return {k: v[0] for k, v in fields.items()}
 
 
-def _import(request: Request, who: Viewer, slug: str, text: str) -> Response:
+async def _multipart(request: Request) -> tuple[dict[str, str], bytes | None]:
+    """(the text fields, the file's bytes or None when no file was chosen). At most one file and ten fields;
+    a file over the register's limit is refused before it is read whole."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException
+
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=reg.MAX_REGISTER_BYTES)
+    except (MultiPartException, ValueError) as exc:
+        raise HTTPException(400, f"the form is not valid multipart data: {exc}") from None
+    try:
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not (upload.filename or upload.size):
+            return fields, None
+        raw = await upload.read(reg.MAX_REGISTER_BYTES + 1)
+        if len(raw) > reg.MAX_REGISTER_BYTES:
+            raise HTTPException(413, f"the register file is over {reg.MAX_REGISTER_BYTES} bytes")
+        return fields, raw
+    finally:
+        await form.close()
+
+
+def _shown(raw: bytes) -> str:
+    """The CSV as text for the form to show again ("" when it cannot be read as text)."""
+    try:
+        return reg.decode(raw) if len(raw) <= reg.MAX_REGISTER_BYTES else ""
+    except reg.RegisterError:
+        return ""
+
+
+def _import(request: Request, who: Viewer, slug: str, raw: bytes) -> Response:
     from scanner.service.web.pages import render_page
 
     errors: list[dict[str, Any]] = []
     problem = None
     parsed = None
     try:
-        parsed = reg.parse_register(text.replace("\r\n", "\n").encode("utf-8"))
+        parsed = reg.parse_register(raw)
         errors = list(parsed.errors)
     except reg.RegisterError as exc:
         problem = str(exc)
@@ -142,5 +185,5 @@ def _import(request: Request, who: Viewer, slug: str, text: str) -> Response:
         name = site.name
     return render_page(
         request, who, "register_errors.html.j2", 422, slug=slug, site_name=name, problem=problem, errors=errors,
-        text=text,
+        text=_shown(raw),
     )  # fmt: skip
