@@ -16,7 +16,7 @@ from scanner.report.export import verify_document
 from scanner.service.api import Service
 from scanner.service.api.app import asgi
 from scanner.service.store.db import Database
-from scanner.service.store.models import AuditEntry, Device, LoginFailure, WebSession
+from scanner.service.store.models import AuditEntry, Device, LoginFailure, Site, User, WebSession
 from scanner.service.web import sessions
 from tests.service.conftest import TestClient
 from tests.service.web_helpers import HOSTILE_SITE, PASSWORD, Seeded, csrf_of, https_client, login, seed
@@ -423,6 +423,66 @@ def test_admin_adds_a_site_through_the_api_checks(client: TestClient, seeded: Se
     dup = client.post("/admin/sites", data={"csrf": csrf_of(page.text), "slug": "library", "name": "Library",
                                             "targets": "10.90.0.0/24"})  # fmt: skip
     assert dup.status_code == 409
+
+
+def _user_row(listing: str, email: str) -> str:
+    return listing.split(f"<td>{email}</td>", 1)[1].split("</tr>", 1)[0]
+
+
+def _access(client: TestClient, user_id: object, csrf: str, role: str, site: str = "") -> int:
+    return client.post(f"/admin/users/{user_id}/access", data={"csrf": csrf, "role": role, "site": site}).status_code
+
+
+def test_admin_changes_a_persons_role_and_site_and_they_are_logged_out(client: TestClient, seeded: Seeded) -> None:
+    listing = logged_in(client, "admin@council.example").get("/admin/users").text
+    token = csrf_of(listing)
+    assert "/access" not in _user_row(listing, "admin@council.example")  # no way to demote yourself
+    user_id = re.findall(r'action="/admin/users/(\d+)/access"', _user_row(listing, "auditor@council.example"))[0]
+    with TestClient(asgi(Service(seeded.db)), base_url="https://testserver", follow_redirects=False) as other:  # type: ignore[arg-type]
+        logged_in(other, "auditor@council.example")
+        assert "Town Hall" in other.get("/").text
+        bad = client.post(f"/admin/users/{user_id}/access", data={"csrf": token, "role": "root", "site": ""})
+        assert bad.status_code == 422 and "role must be one of" in bad.text
+        assert _access(client, user_id, token, "operator", "nowhere") == 422
+        assert other.get("/").status_code == 200  # nothing changed yet: still logged in
+        assert _access(client, user_id, token, "operator", "annex") == 303
+        assert other.get("/").status_code == 303  # their sessions ended with the change
+        logged_in(other, "auditor@council.example")
+        overview = other.get("/").text
+        assert "Town Hall" not in overview and "Annex" in overview  # limited to the annex now
+        assert 'action="/sites/annex/scan"' in other.get("/sites/annex").text  # and an operator there
+    assert _access(client, user_id, "stale", "admin") == 403
+    with seeded.db.session() as s:
+        admin_id = s.scalar(select(User.id).where(User.email == "admin@council.example"))
+    assert _access(client, admin_id, token, "auditor") == 409
+    with seeded.db.session() as s:
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.target == "user:auditor@council.example")).all()
+        assert actions.count("user.access") == 1
+    as_operator = logged_in(client, "operator@council.example")
+    assert _access(as_operator, user_id, csrf_of(as_operator.get("/").text), "admin") == 403
+
+
+def test_admin_pauses_and_deletes_a_site_with_confirmation(client: TestClient, seeded: Seeded) -> None:
+    page = logged_in(client, "admin@council.example").get("/admin/sites").text
+    assert 'action="/admin/sites/annex/enable"' in page
+    assert client.post("/admin/sites/annex/enable", data={"csrf": csrf_of(page), "enable": "0"}).status_code == 303
+    with seeded.db.session() as s:
+        assert s.scalar(select(Site.enabled).where(Site.slug == "annex")) is False
+    assert ">Resume</button>" in client.get("/admin/sites").text
+    r = client.post("/admin/sites/annex/delete", data={"csrf": csrf_of(page), "confirm": "annexe"})
+    assert r.status_code == 422 and "to confirm" in r.text
+    with seeded.db.session() as s:
+        assert s.scalar(select(Site.id).where(Site.slug == "annex")) is not None
+    r = client.post("/admin/sites/annex/delete", data={"csrf": csrf_of(page), "confirm": "annex"})
+    assert r.status_code == 303
+    with seeded.db.session() as s:
+        assert s.scalar(select(Site.id).where(Site.slug == "annex")) is None
+        actions = s.scalars(select(AuditEntry.action).where(AuditEntry.target == "site:annex")).all()
+        assert "site.update" in actions and "site.delete" in actions
+    assert client.post("/admin/sites/annex/delete", data={"csrf": csrf_of(page), "confirm": "annex"}).status_code == 404
+    as_operator = logged_in(client, "operator@council.example")
+    token = csrf_of(as_operator.get("/").text)
+    assert as_operator.post("/admin/sites/depot/delete", data={"csrf": token, "confirm": "depot"}).status_code == 403
 
 
 def test_forms_only_as_urlencoded(client: TestClient, seeded: Seeded) -> None:

@@ -69,6 +69,36 @@ def sites_add(request: Request, who: Page, form: Form) -> Response:
     return see_other("/admin/sites")
 
 
+@router.post("/sites/{slug}/enable")
+def sites_enable(slug: str, request: Request, who: Page, form: Form) -> Response:
+    """Pause (`enable=0`) or resume (`enable=1`) a site's schedule, through the API's PATCH."""
+    from scanner.service.api.sites import SitePatch, patch_site
+
+    _admin(who)
+    check_csrf(who, form)
+    patch_site(slug, SitePatch(enabled=form.get("enable") == "1"), request, who.principal)
+    return see_other("/admin/sites")
+
+
+@router.post("/sites/{slug}/delete")
+def sites_delete(slug: str, request: Request, who: Page, form: Form) -> Response:
+    """Delete a site with its scans and devices, through the API's DELETE (409 while it scans); the slug
+    must be typed again in `confirm`, as a person deleting a year of history would expect."""
+    from scanner.service.api.sites import delete_site
+
+    _admin(who)
+    check_csrf(who, form)
+    if form.get("confirm", "").strip() != slug:
+        return _sites_page(request, who, 422, f"Not deleted: type the slug {slug!r} to confirm.")
+    try:
+        delete_site(slug, request, who.principal)
+    except HTTPException as exc:
+        if exc.status_code != 409:
+            raise
+        return _sites_page(request, who, 409, f"Not deleted: {exc.detail}")
+    return see_other("/admin/sites")
+
+
 # ---- users ----------------------------------------------------------------------------------------------
 
 
@@ -137,6 +167,41 @@ def users_disable(user_id: int, request: Request, who: Page, form: Form) -> Resp
         if not enable:
             end_sessions_of(s, user.id)
         audit(s, who.principal.name, "user.enable" if enable else "user.disable", f"user:{user.email}")
+    return see_other("/admin/users")
+
+
+@router.post("/users/{user_id}/access")
+def users_access(user_id: int, request: Request, who: Page, form: Form) -> Response:
+    """Change a person's role and site limit. Their sessions end, so the change holds from their next page;
+    an admin cannot change their own (the service must keep an admin who can undo a mistake)."""
+    _admin(who)
+    check_csrf(who, form)
+    role, slug = form.get("role", ""), form.get("site", "")
+    try:
+        with service_of(request).db.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise HTTPException(404, f"no user {user_id}")
+            if f"user:{user.email}" == who.principal.name:
+                raise HTTPException(409, "you cannot change your own role or site")
+            if role not in ROLES:
+                raise AuthError(f"role must be one of {', '.join(ROLES)}")
+            site_id = _site_id(s, slug)
+            limit = s.scalars(select(UserSite).where(UserSite.user_id == user.id)).first()
+            before = {"role": user.role, "site_id": limit.site_id if limit else None}
+            if before == {"role": role, "site_id": site_id}:
+                return see_other("/admin/users")
+            user.role = role
+            if site_id is None and limit is not None:
+                s.delete(limit)
+            elif site_id is not None and limit is not None:
+                limit.site_id = site_id
+            elif site_id is not None:
+                s.add(UserSite(user_id=user.id, site_id=site_id))
+            end_sessions_of(s, user.id)
+            audit(s, who.principal.name, "user.access", f"user:{user.email}", {"role": role, "site": slug or None})
+    except AuthError as exc:
+        return _users_page(request, who, 422, f"Not changed: {exc}")
     return see_other("/admin/users")
 
 
