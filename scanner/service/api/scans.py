@@ -134,14 +134,19 @@ def report_json(scan_id: str, request: Request, who: Caller) -> Response:
     )
 
 
+def _readable(request: Request, scan_id: str, who: Principal) -> tuple[Scan, ScanReport, dict[str, str]]:
+    """The stored report as the model reads it, with the exceptions in force, for the HTML and CSV views."""
+    with service_of(request).db.session() as s:
+        scan, raw = _stored_report(s, scan_id, who)
+        report = _model(raw)
+        return scan, report, _exceptions(s, scan, report)
+
+
 @router.get("/scans/{scan_id}/report.html")
 def report_html(scan_id: str, request: Request, who: Caller) -> Response:
     from scanner.report.html import render_html
 
-    with service_of(request).db.session() as s:
-        scan, raw = _stored_report(s, scan_id, who)
-        report = _model(raw)
-        exceptions = _exceptions(s, scan, report)
+    _, report, exceptions = _readable(request, scan_id, who)
     return Response(
         render_html(report, exceptions),
         media_type="text/html; charset=utf-8",
@@ -153,10 +158,7 @@ def report_html(scan_id: str, request: Request, who: Caller) -> Response:
 def report_csv(scan_id: str, request: Request, who: Caller) -> Response:
     from scanner.report.csv_export import render_csv
 
-    with service_of(request).db.session() as s:
-        scan, raw = _stored_report(s, scan_id, who)
-        report = _model(raw)
-        exceptions = _exceptions(s, scan, report)
+    scan, report, exceptions = _readable(request, scan_id, who)
     return Response(
         render_csv(report, exceptions),
         media_type="text/csv; charset=utf-8",
