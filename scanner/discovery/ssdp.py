@@ -53,16 +53,15 @@ DESCRIPTION_FIELDS = {
 _PARSE_ERRORS = (ET.ParseError, DefusedXmlException, ValueError, UnicodeError, LookupError, RecursionError)
 
 
-def build_msearch(st: str, mx: int = 1) -> bytes:
-    return (
-        "M-SEARCH * HTTP/1.1\r\n"
-        f"HOST: {GROUP}:{PORT}\r\n"
-        'MAN: "ssdp:discover"\r\n'
-        f"MX: {mx}\r\n"
-        f"ST: {st}\r\n"
-        f"USER-AGENT: {USER_AGENT}\r\n"
-        "\r\n"
-    ).encode()
+def build_msearch(st: str, mx: int = 1, host: str | None = None) -> bytes:
+    """An M-SEARCH for `st`: to the multicast group with MX (the devices spread their answers over MX
+    seconds), or, with `host`, the unicast form of UDA 1.1 section 1.3.2: HOST is the device and there is no
+    MX, so the device answers at once instead of after a random wait the listening window may not cover."""
+    lines = ["M-SEARCH * HTTP/1.1", f"HOST: {host or GROUP}:{PORT}", 'MAN: "ssdp:discover"']
+    if host is None:
+        lines.append(f"MX: {mx}")
+    lines += [f"ST: {st}", f"USER-AGENT: {USER_AGENT}", "", ""]
+    return "\r\n".join(lines).encode()
 
 
 def _headers(data: bytes) -> dict[str, str] | None:
@@ -233,9 +232,21 @@ async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
     def probe_for(st: str) -> Callable[[], bytes]:
         return lambda: build_msearch(st)
 
+    def unicast_probe_for(st: str) -> Callable[[str], bytes]:
+        return lambda ip: build_msearch(st, host=ip)
+
     groups = await asyncio.gather(
         *(
-            udp_discovery(ctx, name="SSDP", port=PORT, group=GROUP, probe=probe_for(st), parse=parse, unicast=unicast)
+            udp_discovery(
+                ctx,
+                name="SSDP",
+                port=PORT,
+                group=GROUP,
+                probe=probe_for(st),
+                parse=parse,
+                unicast=unicast,
+                unicast_probe=unicast_probe_for(st),
+            )
             for st in SEARCH_TARGETS
         )
     )

@@ -30,10 +30,13 @@ async def udp_discovery(
     repeats: int = 2,
     listen: float | None = None,
     hear_group: bool = False,
+    unicast_probe: Callable[[str], bytes] | None = None,
 ) -> list[Observation]:
-    """Probe, listen, parse. `probe()` is called for each send (fresh message ids). With `hear_group`, answers
-    sent to the multicast group (not to the asker) are heard too. Answers from outside the scope, and our
-    own datagrams, are dropped before parsing; every answer is parsed by `parse(data, source_ip)`."""
+    """Probe, listen, parse. `probe()` is called for each send (fresh message ids); `unicast_probe(ip)`, when
+    given, makes the datagram sent to one target instead (for a protocol whose unicast form differs). With
+    `hear_group`, answers sent to the multicast group (not to the asker) are heard too. Answers from outside
+    the scope, and our own datagrams, are dropped before parsing; every answer is parsed by
+    `parse(data, source_ip)`."""
     loop = asyncio.get_running_loop()
     use_multicast = group is not None and ctx.scope.multicast_allowed
     try:
@@ -61,7 +64,8 @@ async def udp_discovery(
                 for ip in targets:
                     await ctx.rate.acquire()
                     with contextlib.suppress(OSError):
-                        await loop.sock_sendto(sock, probe(), (ip, port))
+                        datagram = unicast_probe(ip) if unicast_probe is not None else probe()
+                        await loop.sock_sendto(sock, datagram, (ip, port))
             if i + 1 < repeats:
                 await asyncio.sleep(0.05)
         deadline = time.monotonic() + (ctx.listen if listen is None else listen)

@@ -307,6 +307,18 @@ def test_ssdp_notify_and_byebye() -> None:
     assert ssdp.parse_response(byebye, "10.77.0.12") == []
 
 
+def test_msearch_multicast_has_mx_and_unicast_has_none() -> None:
+    """UDA 1.1 1.3.2: a unicast M-SEARCH names the device in HOST and carries no MX, so it is answered at once
+    (with MX a device may wait up to MX seconds, past a short listening window)."""
+    from scanner.lab.responders.ssdp import parse_msearch
+
+    group = ssdp.build_msearch("upnp:rootdevice")
+    assert b"HOST: 239.255.255.250:1900\r\n" in group and parse_msearch(group) == ("upnp:rootdevice", 1)
+    direct = ssdp.build_msearch("upnp:rootdevice", host="10.77.0.12")
+    assert b"HOST: 10.77.0.12:1900\r\n" in direct and b"MX:" not in direct
+    assert parse_msearch(direct) == ("upnp:rootdevice", None) and direct.endswith(b"\r\n\r\n")
+
+
 HOSTILE_SSDP = {
     "empty": b"",
     "garbage": os.urandom(1400),
