@@ -3,7 +3,8 @@
 
 Runs `python -m scanner identify` on JSON Lines corpora (default: the four held-out sets in
 tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl and
-relabel-longtail-heldout.jsonl, each scored on its own), compares each answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
+relabel-longtail-heldout.jsonl, each scored on its own), compares each answer with the line's `expect`
+({"manufacturer", "device_type", optional "brand"}) and prints:
 
 - the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
   non-camera given no maker at all also counts as right: naming no maker is never a wrong answer for a
