@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
 
-Runs `python -m scanner identify` on JSON Lines corpora (default: the three held-out sets in
-tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl and hikdahua-heldout.jsonl, each scored on its
-own), compares each answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
+Runs `python -m scanner identify` on JSON Lines corpora (default: the four held-out sets in
+tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl and
+relabel-longtail-heldout.jsonl, each scored on its own), compares each answer with the line's `expect`
+({"manufacturer", "device_type", optional "brand"}) and prints:
 
 - the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
   non-camera given no maker at all also counts as right: naming no maker is never a wrong answer for a
@@ -31,7 +32,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT / "tests" / "fixtures" / "eval"
-DEFAULTS = [EVAL_DIR / "heldout.jsonl", EVAL_DIR / "longtail-heldout.jsonl", EVAL_DIR / "hikdahua-heldout.jsonl"]
+DEFAULTS = [
+    EVAL_DIR / "heldout.jsonl",
+    EVAL_DIR / "longtail-heldout.jsonl",
+    EVAL_DIR / "hikdahua-heldout.jsonl",
+    EVAL_DIR / "relabel-longtail-heldout.jsonl",
+]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
 
