@@ -28,7 +28,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from scanner.model import ScanReport
 from scanner.report.export import verify_document
-from scanner.service.store.models import Base, Device, Finding, Observation, Scan, Site, utcnow
+from scanner.service.store.models import Base, Device, Finding, Observation, Scan, Site, UTCDateTime, utcnow
 
 #: Evidence keys whose value is a serial number (docs/evidence.md), in order of trust.
 SERIAL_KEYS = ("onvif.serial", "sadp.device_sn", "dhip.serial_no")
@@ -110,28 +109,6 @@ def pack_body(raw: bytes) -> bytes:
     return zlib.compress(raw, 1)  # level 1: most of the gain (JSON shrinks ~10x) for a fifth of the time
 
 
-_packer: ThreadPoolExecutor | None = None
-_packer_lock = threading.Lock()
-
-
-def _pack_in_background(raw: bytes) -> Future[tuple[bytes, str]]:
-    """The stored form of the report and its SHA-256, computed on another core while the report is parsed
-    (zlib and hashlib release the GIL); a report too large to accept is not packed at all."""
-    global _packer
-    if len(raw) > MAX_REPORT_BYTES:
-        done: Future[tuple[bytes, str]] = Future()
-        done.set_result((b"", ""))
-        return done
-    with _packer_lock:
-        if _packer is None:
-            _packer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="camscan-pack")
-    return _packer.submit(_pack_and_hash, raw)
-
-
-def _pack_and_hash(raw: bytes) -> tuple[bytes, str]:
-    return pack_body(raw), hashlib.sha256(raw).hexdigest()
-
-
 def unpack_body(stored: bytes) -> bytes:
     return zlib.decompress(stored)
 
@@ -142,7 +119,10 @@ def report_bytes(scan: Scan) -> bytes | None:
 
 
 def _serial(dev: dict[str, Any]) -> str | None:
-    values = {e.get("key"): e.get("value") for e in dev.get("evidence", []) if isinstance(e, dict)}
+    values = {}  # the last value of each serial key, as a dict of all the evidence would hold it
+    for e in dev.get("evidence", []):
+        if isinstance(e, dict) and (key := e.get("key")) in SERIAL_KEYS:
+            values[key] = e.get("value")
     for key in SERIAL_KEYS:
         value = values.get(key)
         if isinstance(value, str):
@@ -203,9 +183,8 @@ def ingest_report(
     """Store one report for `site` (into `scan` when the scheduler ran it) and update the inventory.
 
     Raises IngestError, with nothing changed, when the bytes are not a valid, intact camscan report."""
-    packing = _pack_in_background(raw)
     with gc_paused():
-        result, rebuild = _store(session, site, raw, packing, scan, trigger, requested_by)
+        result, rebuild = _store(session, site, raw, scan, trigger, requested_by)
     if rebuild:  # an older report than the site's newest: the site's rows again from all its reports
         rebuild_site(session, site.id)
     return result
@@ -215,14 +194,13 @@ def _store(
     session: Session,
     site: Site,
     raw: bytes,
-    packing: Future[tuple[bytes, str]],
     scan: Scan | None,
     trigger: str,
     requested_by: str | None,
 ) -> tuple[IngestResult, bool]:
     """ingest_report up to the rebuild: (the result, whether the site must be rebuilt)."""
     report, doc = parse_report(raw)
-    report_id = report.scan.report_id or packing.result()[1]
+    report_id = report.scan.report_id or hashlib.sha256(raw).hexdigest()
     existing = session.scalars(select(Scan).where(Scan.report_id == report_id)).first()
     if existing is not None:
         if scan is not None and scan.id != existing.id:
@@ -245,7 +223,8 @@ def _store(
     scan.status = "succeeded"
     scan.finished_at = scan.finished_at or now
     scan.report_id = report_id
-    scan.report_body, scan.report_sha256 = packing.result()
+    scan.report_body = pack_body(raw)
+    scan.report_sha256 = hashlib.sha256(raw).hexdigest()
     scan.report_digest = str(doc["integrity"]["digest"])
     scan.report_size = len(raw)
     scan.report_started_at = report.scan.started_at
@@ -524,11 +503,20 @@ def _insert_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> No
         session.execute(insert(target), rows)
         return
     columns = list(rows[0])
+    times = [i for i, c in enumerate(columns) if isinstance(target.c[c].type, UTCDateTime)]
+    naive: dict[datetime, datetime] = {}  # the rows of one ingest share a few times
     driver = session.connection().connection.driver_connection
     assert driver is not None
     with driver.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([_naive(row[c]) for c in columns])
+            values = [row[c] for c in columns]
+            for i in times:
+                value = values[i]
+                if value is not None:
+                    if value not in naive:
+                        naive[value] = _naive(value)
+                    values[i] = naive[value]
+            copy.write_row(values)
 
 
 def _naive(value: Any) -> Any:
