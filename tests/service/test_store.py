@@ -266,3 +266,69 @@ def test_one_active_scan_per_site_is_enforced_by_the_database(db: Database) -> N
     with db.session() as s:
         s.add(Scan(id="c", site_id=site, trigger="manual", status="failed", queued_at=day(0)))
     assert count(db, Scan) == 2
+
+
+def test_new_devices_get_ids_in_the_order_of_the_report(db: Database) -> None:
+    site = add_site(db)
+    ingest(db, site, make_report([HIK1], day(0)))
+    cams = [Dev(f"10.77.1.{i}", f"00:40:8c:00:01:{i:02x}", tuple(AXIS)) for i in range(60, 20, -1)]
+    raw = make_report([*cams, HIK1, PRINTER, Dev("10.77.0.40", None, tuple(AXIS), serial="ACCC8E0001")], day(1))
+    result = ingest(db, site, raw)
+    from scanner.service.ingest import identities
+
+    found = devices(db)
+    keys = [next(":".join(i) for i in identities(d) if ":".join(i) in found) for d in json.loads(raw)["devices"]]
+    order = [found[k] for k in keys]
+    new = [d.id for d in order if d.identity_key != "44:19:b6:00:00:11"]
+    assert len(new) == 42 and new == sorted(new) and sorted(result.new) == sorted(new)
+    assert all(d.first_seen == day(1) and d.status == "present" for d in order if d.id in new)
+    with db.session() as s:  # each observation belongs to the device it shows
+        rows = s.execute(select(Observation.device_id, Observation.ip).where(Observation.scan_id == result.scan_id))
+        seen = {device_id: ip for device_id, ip in rows}
+    assert seen == {d.id: d.ip for d in order}
+
+
+def test_an_ingest_leaves_the_garbage_collector_as_it_found_it(db: Database, monkeypatch: Any) -> None:
+    import gc
+
+    import scanner.service.ingest as ingest_module
+
+    site = add_site(db)
+    during: list[bool] = []
+    apply = ingest_module.apply_report
+    monkeypatch.setattr(ingest_module, "apply_report", lambda *a: during.append(gc.isenabled()) or apply(*a))
+    assert gc.isenabled()
+    ingest(db, site, make_report([HIK1], day(0)))
+    assert during == [False] and gc.isenabled()  # held off while the report was applied, on again after
+    with pytest.raises(IngestError):
+        ingest(db, site, b"{}")
+    assert gc.isenabled()
+    gc.disable()  # a process that turned it off keeps it off
+    try:
+        ingest(db, site, make_report([HIK1, AXIS1], day(1)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_ingests_turn_the_collector_on_when_the_last_one_leaves() -> None:
+    import gc
+    import threading
+
+    from scanner.service.ingest import gc_paused
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            entered.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=other)
+    with gc_paused():
+        worker.start()
+        assert entered.wait(10) and not gc.isenabled()
+    assert not gc.isenabled()  # the other ingest is still running
+    leave.set()
+    worker.join(10)
+    assert gc.isenabled()
