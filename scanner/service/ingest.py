@@ -200,13 +200,23 @@ def _store(
 ) -> tuple[IngestResult, bool]:
     """ingest_report up to the rebuild: (the result, whether the site must be rebuilt)."""
     report, doc = parse_report(raw)
-    report_id = report.scan.report_id or hashlib.sha256(raw).hexdigest()
-    existing = session.scalars(select(Scan).where(Scan.report_id == report_id)).first()
+    sha256 = hashlib.sha256(raw).hexdigest()
+    report_id = report.scan.report_id or sha256
+    other_scans = [Scan.id != scan.id] if scan is not None else []
+    existing, newer = session.execute(  # one round trip: stored already? is a newer report of the site stored?
+        select(
+            select(Scan.id).where(Scan.report_id == report_id).scalar_subquery(),
+            select(func.count())
+            .select_from(Scan)
+            .where(Scan.site_id == site.id, Scan.report_started_at > report.scan.started_at, *other_scans)
+            .scalar_subquery(),
+        )
+    ).one()
     if existing is not None:
-        if scan is not None and scan.id != existing.id:
+        if scan is not None and scan.id != existing:
             scan.status, scan.finished_at = "succeeded", scan.finished_at or utcnow()
-            scan.error = f"the report {report_id} was already stored with scan {existing.id}"
-        return IngestResult(existing.id, duplicate=True), False
+            scan.error = f"the report {report_id} was already stored with scan {existing}"
+        return IngestResult(existing, duplicate=True), False
     now = utcnow()
     if scan is None:
         scan = Scan(
@@ -224,17 +234,12 @@ def _store(
     scan.finished_at = scan.finished_at or now
     scan.report_id = report_id
     scan.report_body = pack_body(raw)
-    scan.report_sha256 = hashlib.sha256(raw).hexdigest()
+    scan.report_sha256 = sha256
     scan.report_digest = str(doc["integrity"]["digest"])
     scan.report_size = len(raw)
     scan.report_started_at = report.scan.started_at
     scan.summary = report.summary.model_dump(mode="json")
     session.flush()
-    newer = session.scalar(
-        select(func.count())
-        .select_from(Scan)
-        .where(Scan.site_id == site.id, Scan.id != scan.id, Scan.report_started_at > report.scan.started_at)
-    )
     if newer:
         return IngestResult(scan.id, devices=len(doc["devices"])), True
     result = apply_report(session, site.id, scan.id, report.scan.started_at, doc["devices"])
@@ -559,14 +564,15 @@ def rebuild_site(session: Session, site_id: int) -> int:
     for scan_id, started_at, body in scans:
         if body is None or started_at is None:
             continue
-        doc = json.loads(unpack_body(body))
-        for dev in doc["devices"]:  # reuse each identity's old id, so links to /devices/{id} stay valid
-            for ident in identities(dev):
-                if ident in keep and "claimed" not in keep[ident]:
-                    keep[ident]["claimed"] = True
-                    _preallocate(session, site_id, ident, keep[ident]["id"])
-                    break
-        apply_report(session, site_id, scan_id, started_at, doc["devices"])
+        with gc_paused():
+            doc = load_json(unpack_body(body))
+            for dev in doc["devices"]:  # reuse each identity's old id, so links to /devices/{id} stay valid
+                for ident in identities(dev):
+                    if ident in keep and "claimed" not in keep[ident]:
+                        keep[ident]["claimed"] = True
+                        _preallocate(session, site_id, ident, keep[ident]["id"])
+                        break
+            apply_report(session, site_id, scan_id, started_at, doc["devices"])
     for d in session.scalars(select(Device).where(Device.site_id == site_id).execution_options(populate_existing=True)):
         old = keep.get((d.identity_kind, d.identity_key))
         if old is not None:
