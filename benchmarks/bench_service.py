@@ -5,7 +5,8 @@ Seeds S sites x D devices x N daily scans through the real ingest path (scanner.
 the scheduler uses: report validated, stored verbatim, inventory derived), then times, through the real
 FastAPI app in process (httpx TestClient, token auth included), the device list of one site, of all
 sites and of flagged devices only, a device page with its year of history, and a diff of two scans.
-Prints the database size, the ingest rate (reports/s) and p50/p95 per query. Figures only, no asserts.
+Prints the database size, the ingest rate (reports/s; one at a time, with where a report's time goes, or
+with --workers N threads ingesting different sites at once) and p50/p95 per query. Figures only, no asserts.
 
 Each site's devices are real camscan Device records (build_report over Evidence drawn from the rules'
 examples, so makers, findings and flags are what the engine says); every day a few devices leave, come
@@ -14,6 +15,7 @@ back, change address or firmware, so history and findings move like a real netwo
     python benchmarks/bench_service.py                      # 50 sites x 200 devices x 365 days, both DBs
     python benchmarks/bench_service.py --sites 5 --days 30  # a quick run
     python benchmarks/bench_service.py --db sqlite --keep   # leave the seeded database for a look
+    python benchmarks/bench_service.py --workers 2          # ingest two sites' reports at once
 
 PostgreSQL: a throwaway database is created on --pg-url's server (default: $CAMSCAN_BENCH_PG_URL, else
 postgresql://postgres@127.0.0.1:5432/postgres) and dropped at the end unless --keep.
@@ -32,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,6 +114,45 @@ def day_report(base: dict[str, Any], day: datetime, rng: random.Random, absent: 
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
+class Phases:
+    """Where the time of one-at-a-time ingest goes: the ingest module's steps, timed by wrapping them."""
+
+    STEPS = (
+        ("parse_report", "read JSON + verify digest + validate"),
+        ("pack_body", "compress"),
+        ("apply_report", "derive devices/observations/findings"),
+        ("after_ingest", "events + lifecycle"),
+    )
+
+    def __init__(self) -> None:
+        import scanner.service.ingest as module
+
+        self.module = module
+        self.spent = dict.fromkeys((name for name, _ in self.STEPS), 0.0)
+        self.originals = {name: getattr(module, name) for name, _ in self.STEPS}
+        for name, original in self.originals.items():
+            setattr(module, name, self._timed(name, original))
+
+    def _timed(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.spent[name] += time.perf_counter() - t0
+
+        return timed
+
+    def report(self, reports: int, total: float, commit: float) -> None:
+        parts = [(label, self.spent[name]) for name, label in self.STEPS] + [("commit", commit)]
+        parts.append(("the rest (scan row, SHA-256, duplicate and order checks)", total - sum(t for _, t in parts)))
+        print("per report, ms: " + ", ".join(f"{label} {t / reports * 1000:.1f}" for label, t in parts))
+
+    def remove(self) -> None:
+        for name, original in self.originals.items():
+            setattr(self.module, name, original)
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.95) - 1)]
@@ -141,24 +183,40 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
             bases.append(site_base(engine, packs, n, args.devices, rng))
     absent: list[set[int]] = [set() for _ in range(args.sites)]
     start = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
-    ingest_time, reports, build_time = 0.0, 0, 0.0
+    ingest_time, reports, build_time, commit_time = 0.0, 0, 0.0, 0.0
+    phases = Phases() if args.workers == 1 else None
+
+    def ingest_one(n: int, raw: bytes) -> float:
+        with db.session() as s:
+            site = s.get(Site, site_ids[n])
+            assert site is not None
+            ingest_report(s, site, raw, trigger="import")
+            t = time.perf_counter()
+        return time.perf_counter() - t
+
+    pool = ThreadPoolExecutor(args.workers) if args.workers > 1 else None
     for day in range(args.days):
         when = start + timedelta(days=day)
-        for n in range(args.sites):
-            t0 = time.perf_counter()
-            raw = day_report(bases[n], when + timedelta(minutes=n), rng, absent[n])
-            t1 = time.perf_counter()
-            with db.session() as s:
-                site = s.get(Site, site_ids[n])
-                assert site is not None
-                ingest_report(s, site, raw, trigger="import")
-            ingest_time += time.perf_counter() - t1
-            build_time += t1 - t0
-            reports += 1
+        t0 = time.perf_counter()
+        raws = [day_report(bases[n], when + timedelta(minutes=n), rng, absent[n]) for n in range(args.sites)]
+        t1 = time.perf_counter()
+        if pool is None:
+            commit_time += sum(ingest_one(n, raw) for n, raw in enumerate(raws))
+        else:  # the day's reports of different sites at once, as agents' uploads are (a site's days stay in order)
+            list(pool.map(ingest_one, range(args.sites), raws))
+        ingest_time += time.perf_counter() - t1
+        build_time += t1 - t0
+        reports += len(raws)
         if (day + 1) % max(1, args.days // 10) == 0:
             print(f"  day {day + 1}: {reports} reports, {reports / ingest_time:.1f} reports/s so far", flush=True)
-    print(f"ingest: {reports} reports in {ingest_time:.0f} s = {reports / ingest_time:.1f} reports/s "
+    how = "one at a time" if pool is None else f"{args.workers} threads, different sites at once"
+    print(f"ingest: {reports} reports in {ingest_time:.0f} s = {reports / ingest_time:.1f} reports/s, {how} "
           f"(plus {build_time:.0f} s making them)")  # fmt: skip
+    if phases is not None:
+        phases.report(reports, ingest_time, commit_time)
+        phases.remove()
+    if pool is not None:
+        pool.shutdown()
     db.close()
     measure(label, url, args)
 
@@ -225,6 +283,11 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--repeat", type=int, default=100, help="timed calls per query")
+    ap.add_argument(
+        "--workers", type=int, default=1,
+        help="ingest each day's reports of different sites with N threads at once, as concurrent agent uploads "
+        "are (default 1: one at a time, with the time of each step)",
+    )  # fmt: skip
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument(
         "--pg-url", default=os.environ.get("CAMSCAN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

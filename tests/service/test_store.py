@@ -266,3 +266,116 @@ def test_one_active_scan_per_site_is_enforced_by_the_database(db: Database) -> N
     with db.session() as s:
         s.add(Scan(id="c", site_id=site, trigger="manual", status="failed", queued_at=day(0)))
     assert count(db, Scan) == 2
+
+
+def test_new_devices_get_ids_in_the_order_of_the_report(db: Database) -> None:
+    site = add_site(db)
+    ingest(db, site, make_report([HIK1], day(0)))
+    cams = [Dev(f"10.77.1.{i}", f"00:40:8c:00:01:{i:02x}", tuple(AXIS)) for i in range(60, 20, -1)]
+    raw = make_report([*cams, HIK1, PRINTER, Dev("10.77.0.40", None, tuple(AXIS), serial="ACCC8E0001")], day(1))
+    result = ingest(db, site, raw)
+    from scanner.service.ingest import identities
+
+    found = devices(db)
+    keys = [next(":".join(i) for i in identities(d) if ":".join(i) in found) for d in json.loads(raw)["devices"]]
+    order = [found[k] for k in keys]
+    new = [d.id for d in order if d.identity_key != "44:19:b6:00:00:11"]
+    assert len(new) == 42 and new == sorted(new) and sorted(result.new) == sorted(new)
+    assert all(d.first_seen == day(1) and d.status == "present" for d in order if d.id in new)
+    with db.session() as s:  # each observation belongs to the device it shows
+        rows = s.execute(select(Observation.device_id, Observation.ip).where(Observation.scan_id == result.scan_id))
+        seen = {device_id: ip for device_id, ip in rows}
+    assert seen == {d.id: d.ip for d in order}
+
+
+def test_an_ingest_leaves_the_garbage_collector_as_it_found_it(db: Database, monkeypatch: Any) -> None:
+    import gc
+
+    import scanner.service.ingest as ingest_module
+
+    site = add_site(db)
+    during: list[bool] = []
+    apply = ingest_module.apply_report
+    monkeypatch.setattr(ingest_module, "apply_report", lambda *a: during.append(gc.isenabled()) or apply(*a))
+    assert gc.isenabled()
+    ingest(db, site, make_report([HIK1], day(0)))
+    assert during == [False] and gc.isenabled()  # held off while the report was applied, on again after
+    with pytest.raises(IngestError):
+        ingest(db, site, b"{}")
+    assert gc.isenabled()
+    gc.disable()  # a process that turned it off keeps it off
+    try:
+        ingest(db, site, make_report([HIK1, AXIS1], day(1)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_overlapping_ingests_turn_the_collector_on_when_the_last_one_leaves() -> None:
+    import gc
+    import threading
+
+    from scanner.service.ingest import gc_paused
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            entered.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=other)
+    with gc_paused():
+        worker.start()
+        assert entered.wait(10) and not gc.isenabled()
+    assert not gc.isenabled()  # the other ingest is still running
+    leave.set()
+    worker.join(10)
+    assert gc.isenabled()
+
+
+def _full_snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every derived row with every column but the observation and finding ids (a rebuild renumbers those)."""
+    with db.session() as s:
+        dev_cols = [c for c in Device.__table__.columns]
+        devs = [tuple(r) for r in s.execute(select(*dev_cols).order_by(Device.id))]
+        key = {r.id: (r.identity_kind, r.identity_key) for r in s.execute(select(Device.id, Device.identity_kind,
+                                                                                 Device.identity_key))}  # fmt: skip
+        obs_cols = [c for c in Observation.__table__.columns if c.name != "id"]
+        obs = sorted((key[r.device_id], *r) for r in s.execute(select(*obs_cols)))
+        find_cols = [c for c in Finding.__table__.columns if c.name != "id"]
+        finds = sorted((key[r.device_id], *(str(v) for v in r)) for r in s.execute(select(*find_cols)))
+    return {"devices": devs, "observations": obs, "findings": finds}
+
+
+def test_a_changing_network_ingested_report_by_report_equals_its_rebuild(db: Database) -> None:
+    """New devices (the multi-row insert), devices seen again, gone, back, moved and relabelled: ingesting
+    report by report gives row for row what rebuilding from the stored reports gives (device ids kept)."""
+    import random
+
+    rng = random.Random(7)
+    pool = [
+        Dev(f"10.77.2.{i}", f"44:19:b6:00:02:{i:02x}" if i % 4 else None, tuple(HIK if i % 3 else AXIS),
+            serial=f"SN-{i:04d}" if i % 5 == 0 else None)
+        for i in range(1, 25)
+    ]  # fmt: skip
+    present = set(range(12))
+    reports = []
+    for n in range(8):
+        present ^= {rng.randrange(24) for _ in range(3 if n < 3 else 6)}  # some leave, some come (new ones too)
+        devs = [pool[i] for i in sorted(present)]
+        if n % 3 == 2 and devs:  # one device relabelled (its findings resolve), one moved to another address
+            d = devs[0]
+            devs[0] = Dev(d.ip, d.mac, tuple(AXIS if d.evidence == tuple(HIK) else HIK), d.serial)
+            d = devs[-1]
+            devs[-1] = Dev(d.ip.replace("10.77.2.", "10.77.3."), d.mac, d.evidence, d.serial)
+        reports.append(make_report(devs, day(n)))
+    site = add_site(db)
+    new_total = 0
+    for raw in reports:
+        new_total += len(ingest(db, site, raw).new)
+    assert new_total > 12  # devices appeared after the first report too
+    in_order = _full_snapshot(db)
+    with db.session() as s:
+        assert rebuild_all(s) == {"town-hall": 8}
+    assert _full_snapshot(db) == in_order
