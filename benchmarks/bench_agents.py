@@ -46,6 +46,9 @@ from sqlalchemy import create_engine, select, text, update  # noqa: E402
 from scanner.service.store.db import Database, migrate, normalise_url  # noqa: E402
 from scanner.service.store.models import Scan, Site  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_service import db_size  # noqa: E402
+
 RABBIT = "127.0.0.1:5672"
 
 
@@ -138,14 +141,6 @@ def worker_main(args: argparse.Namespace) -> None:
 
 
 # ---- the run -------------------------------------------------------------------------------------------
-
-
-def db_size(db: Database) -> int:
-    if db.is_postgresql:
-        with db.engine.connect() as c:
-            return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar() or 0)
-    path = Path(str(db.engine.url.database))
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
 def broker_disk() -> int:
@@ -285,7 +280,9 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--nights", type=int, default=3)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    ap.add_argument("--pg-url", default=os.environ.get("CAMSCAN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument(
+        "--pg-url", default=os.environ.get("CAMSCAN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     ap.add_argument("--workers", type=int, default=2, help="agent worker processes (sites are split among them)")
     ap.add_argument("--threads", type=int, default=4, help="jobs at once per worker process")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, SQLite database)")

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_service import day_report, percentiles, site_base  # noqa: E402
+from bench_service import add_sites, day_report, percentiles  # noqa: E402
 
 from scanner.fingerprint.engine import Engine  # noqa: E402
 from scanner.fingerprint.rules import load_ruleset  # noqa: E402
@@ -51,14 +51,7 @@ def seed(url: str, args: argparse.Namespace) -> None:
     packs = load_packs(engine.ruleset.makers)
     migrate(url)
     db = Database.open(url)
-    bases, site_ids = [], []
-    with db.session() as s:
-        for n in range(args.sites):
-            site = Site(slug=f"site-{n:03d}", name=f"Site {n}", targets=[f"10.{n // 256}.{n % 256}.0/24"])
-            s.add(site)
-            s.flush()
-            site_ids.append(site.id)
-            bases.append(site_base(engine, packs, n, args.devices, rng))
+    bases, site_ids = add_sites(db, engine, packs, args.sites, args.devices, rng)
     absent: list[set[int]] = [set() for _ in range(args.sites)]
     start = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=args.days)
     t0 = time.perf_counter()

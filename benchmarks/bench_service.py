@@ -166,6 +166,21 @@ def db_size(db: Database) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
+def add_sites(
+    db: Database, engine: Engine, packs: list[Any], sites: int, devices: int, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """`sites` sites (site-000, ...) stored, with each one's base report: (base reports, site ids)."""
+    bases, site_ids = [], []
+    with db.session() as s:
+        for n in range(sites):
+            site = Site(slug=f"site-{n:03d}", name=f"Site {n}", targets=[f"10.{n // 256}.{n % 256}.0/24"])
+            s.add(site)
+            s.flush()
+            site_ids.append(site.id)
+            bases.append(site_base(engine, packs, n, devices, rng))
+    return bases, site_ids
+
+
 def run(label: str, url: str, args: argparse.Namespace) -> None:
     rng = random.Random(11)
     engine = Engine(load_ruleset())
@@ -173,14 +188,7 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     migrate(url)
     db = Database.open(url)
     print(f"\n== {label}: {args.sites} sites x {args.devices} devices x {args.days} daily scans", flush=True)
-    bases, site_ids = [], []
-    with db.session() as s:
-        for n in range(args.sites):
-            site = Site(slug=f"site-{n:03d}", name=f"Site {n}", targets=[f"10.{n // 256}.{n % 256}.0/24"])
-            s.add(site)
-            s.flush()
-            site_ids.append(site.id)
-            bases.append(site_base(engine, packs, n, args.devices, rng))
+    bases, site_ids = add_sites(db, engine, packs, args.sites, args.devices, rng)
     absent: list[set[int]] = [set() for _ in range(args.sites)]
     start = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
     ingest_time, reports, build_time, commit_time = 0.0, 0, 0.0, 0.0
