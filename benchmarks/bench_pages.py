@@ -72,7 +72,7 @@ def measure(label: str, url: str, args: argparse.Namespace) -> None:
         from starlette.testclient import TestClient
 
     from scanner.service.api import Service
-    from scanner.service.api.app import asgi
+    from scanner.service.api.app import asgi, settle_heap
 
     db = Database.open(url)
     email = f"bench-{time.time_ns()}@council.example"
@@ -96,7 +96,9 @@ def measure(label: str, url: str, args: argparse.Namespace) -> None:
         scans = s.scalar(select(func.count()).select_from(Scan))
         devices = s.scalar(select(func.count()).select_from(Device))
     print(f"\n== {label}: {sites} sites, {devices} devices, {scans} scans")
-    with TestClient(asgi(Service(db)), base_url="https://testserver", follow_redirects=False) as client:  # type: ignore[arg-type]
+    app = asgi(Service(db))
+    settle_heap()  # as camscan serve does before it serves
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:  # type: ignore[arg-type]
         form = client.get("/login").text
         token = re.search(r'name="csrf" value="([^"]+)"', form)
         assert token is not None

@@ -173,6 +173,7 @@ def serve(
     import uvicorn
 
     from scanner.service.api import Service, asgi
+    from scanner.service.api.app import settle_heap
     from scanner.service.local import LocalExecutor
     from scanner.service.scheduler import Scheduler, leader_lock_for
     from scanner.service.store.db import redact
@@ -204,6 +205,7 @@ def serve(
         server_header=False,
     )
     server = uvicorn.Server(config)
+    settle_heap()
     logging.getLogger("camscan.service").info(
         "camscan serve: database %s, listening on http://%s:%d", redact(database.url), host, port
     )
