@@ -13,7 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # camscan's own data directory (an installed MAC registry, the service's database) is never the developer's:
 # every test, and every camscan process a test starts, sees an empty one of its own.
-os.environ["CAMSCAN_DATA_DIR"] = tempfile.mkdtemp(prefix="camscan-test-data-")
+TEST_DATA_DIR = tempfile.mkdtemp(prefix="camscan-test-data-")
+os.environ["CAMSCAN_DATA_DIR"] = TEST_DATA_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The test run's data directory goes with the run."""
+    shutil.rmtree(TEST_DATA_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

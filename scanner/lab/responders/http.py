@@ -134,11 +134,19 @@ async def answer(ctx: Context, svc: HttpService, req: Request) -> Response:
 
 
 def tls_context(ctx: Context, svc: HttpService) -> ssl.SSLContext:
+    """The persona's TLS context. The key and certificate are written to its runtime directory, or, when it
+    has none (a responder started by a test), to a temporary one removed once they are loaded."""
+    import tempfile
+    from pathlib import Path
+
     from scanner.lab.certs import make_certificate
 
-    cert, key = make_certificate(svc.certificate, ctx.persona.id, ctx.runtime_dir)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
+    if ctx.runtime_dir is not None:
+        tls.load_cert_chain(*make_certificate(svc.certificate, ctx.persona.id, ctx.runtime_dir))
+        return tls
+    with tempfile.TemporaryDirectory(prefix=f"camscan-lab-{ctx.persona.id}-") as scratch:
+        tls.load_cert_chain(*make_certificate(svc.certificate, ctx.persona.id, Path(scratch)))
     return tls
 
 
