@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_service import add_sites, day_report, percentiles  # noqa: E402
+from bench_service import add_sites, day_report, percentiles, timed_targets  # noqa: E402
 
 from scanner.fingerprint.engine import Engine  # noqa: E402
 from scanner.fingerprint.rules import load_ruleset  # noqa: E402
@@ -40,7 +40,7 @@ from scanner.policy.packs import load_packs  # noqa: E402
 from scanner.service.auth import add_user  # noqa: E402
 from scanner.service.ingest import ingest_report  # noqa: E402
 from scanner.service.store.db import Database, migrate, normalise_url  # noqa: E402
-from scanner.service.store.models import Device, Observation, Scan, Site, User  # noqa: E402
+from scanner.service.store.models import Device, Scan, Site, User  # noqa: E402
 
 PASSWORD = "benchmark passphrase, not secret"
 
@@ -78,20 +78,7 @@ def measure(label: str, url: str, args: argparse.Namespace) -> None:
     email = f"bench-{time.time_ns()}@council.example"
     with db.session() as s:
         add_user(s, email, "admin", PASSWORD, created_by="bench")
-        flagged_site = s.scalar(select(Device.site_id).where(Device.flagged.is_(True)).limit(1))
-        flagged_site = flagged_site or s.scalar(select(Site.id).limit(1))
-        slug = s.scalar(select(Site.slug).where(Site.id == flagged_site))
-        device = s.scalar(
-            select(Observation.device_id)
-            .join(Device, Device.id == Observation.device_id)
-            .where(Device.site_id == flagged_site)
-            .group_by(Observation.device_id)
-            .order_by(func.count().desc())
-            .limit(1)
-        )
-        latest = s.scalar(
-            select(Scan.id).where(Scan.site_id == flagged_site).order_by(Scan.report_started_at.desc()).limit(1)
-        )
+        slug, device, latest = timed_targets(s)
         sites = s.scalar(select(func.count()).select_from(Site))
         scans = s.scalar(select(func.count()).select_from(Scan))
         devices = s.scalar(select(func.count()).select_from(Device))

@@ -245,6 +245,24 @@ def run_and_measure(label: str, url: str, args: argparse.Namespace) -> None:
     measure(label, url, args)
 
 
+def timed_targets(s: Any) -> tuple[str | None, int | None, str | None]:
+    """What the latency benchmarks open: (the slug of a site with a flagged device, else of the first site;
+    that site's device with the longest history; its latest scan)."""
+    site_id = s.scalar(select(Device.site_id).where(Device.flagged.is_(True)).limit(1))
+    site_id = site_id or s.scalar(select(Site.id).limit(1))
+    slug = s.scalar(select(Site.slug).where(Site.id == site_id))
+    device = s.scalar(
+        select(Observation.device_id)
+        .join(Device, Device.id == Observation.device_id)
+        .where(Device.site_id == site_id)
+        .group_by(Observation.device_id)
+        .order_by(func.count().desc())
+        .limit(1)
+    )
+    latest = s.scalar(select(Scan.id).where(Scan.site_id == site_id).order_by(Scan.report_started_at.desc()).limit(1))
+    return slug, device, latest
+
+
 def measure(label: str, url: str, args: argparse.Namespace) -> None:
     """Time the queries on a seeded database (also one kept by an earlier run: --reuse URL)."""
     from fastapi.testclient import TestClient
@@ -255,19 +273,7 @@ def measure(label: str, url: str, args: argparse.Namespace) -> None:
     print(f"database size: {db_size(db) / 1e6:.0f} MB ({label})")
     with db.session() as s:
         _, token = create_token(s, f"bench {time.time():.0f}", "admin")
-        flagged_site = s.scalar(select(Device.site_id).where(Device.flagged.is_(True)).limit(1))
-        slug = s.scalar(select(Site.slug).where(Site.id == flagged_site))
-        device = s.scalar(  # the device of that site with the longest history
-            select(Observation.device_id)
-            .join(Device, Device.id == Observation.device_id)
-            .where(Device.site_id == flagged_site)
-            .group_by(Observation.device_id)
-            .order_by(func.count().desc())
-            .limit(1)
-        )
-        latest = s.scalar(
-            select(Scan.id).where(Scan.site_id == flagged_site).order_by(Scan.report_started_at.desc()).limit(1)
-        )
+        slug, device, latest = timed_targets(s)
     client = TestClient(create_app(Service(db)), headers={"Authorization": f"Bearer {token}"})
     settle_heap()  # as camscan serve does before it serves
     queries: list[tuple[str, Callable[[], Any]]] = [
