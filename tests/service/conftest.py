@@ -175,3 +175,23 @@ def api(db: Database) -> Iterator[Api]:
 
 
 __all__ = ["BACKENDS", "Api", "Dev", "TestClient", "add_site", "create_app", "day", "make_report"]
+
+
+# ---- the page tests' service: `seeded` (tests/service/web_helpers.seed: sites, reports, people of every role)
+# and `client`, a browser on https against it. test_api.py and test_pack.py seed through the API instead and
+# define a `seeded` fixture of their own, which takes precedence in those modules.
+
+
+@pytest.fixture
+def seeded(db: Database) -> Any:
+    from tests.service.web_helpers import seed
+
+    return seed(db)
+
+
+@pytest.fixture
+def client(seeded: Any) -> Iterator[TestClient]:
+    from tests.service.web_helpers import https_client
+
+    with https_client(seeded.db) as c:
+        yield c

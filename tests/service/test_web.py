@@ -6,37 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 
-import pytest
 from sqlalchemy import func, select
 
 from scanner.report.export import verify_document
 from scanner.service.api import Service
 from scanner.service.api.app import asgi
-from scanner.service.store.db import Database
 from scanner.service.store.models import AuditEntry, Device, LoginFailure, Site, User, WebSession
 from scanner.service.web import sessions
 from tests.service.conftest import TestClient
-from tests.service.web_helpers import HOSTILE_SITE, PASSWORD, Seeded, csrf_of, https_client, login, seed
-
-
-@pytest.fixture
-def seeded(db: Database) -> Seeded:
-    return seed(db)
-
-
-@pytest.fixture
-def client(seeded: Seeded) -> Iterator[TestClient]:
-    with https_client(seeded.db) as c:
-        yield c
-
-
-def logged_in(client: TestClient, email: str) -> TestClient:
-    r = login(client, email)
-    assert r.status_code == 303, r.text
-    return client
+from tests.service.web_helpers import HOSTILE_SITE, PASSWORD, Seeded, csrf_of, logged_in, login
 
 
 def csp_allows_no_inline_script(header: str) -> bool:

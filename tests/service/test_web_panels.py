@@ -9,7 +9,6 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,11 +18,10 @@ from sqlalchemy import select
 from scanner.report.pack import verify_pack
 from scanner.service.auth import create_token
 from scanner.service.ingest import ingest_report
-from scanner.service.store.db import Database
 from scanner.service.store.models import AuditEntry, RegisterEntry, Site
 from tests.service.conftest import HIK, Dev, TestClient, day, make_report
 from tests.service.test_web import _Tags, csp_allows_no_inline_script
-from tests.service.web_helpers import Seeded, csrf_of, https_client, login, seed
+from tests.service.web_helpers import Seeded, csrf_of, logged_in
 
 HOSTILE_CELL = "<script>document.title='pwned'</script>"
 HOSTILE_TAG = '"><img src=x onerror=alert(1)>'
@@ -43,22 +41,9 @@ REGISTER = _csv([
 ])  # fmt: skip
 
 
-@pytest.fixture
-def seeded(db: Database) -> Seeded:
-    return seed(db)
-
-
-@pytest.fixture
-def client(seeded: Seeded) -> Iterator[TestClient]:
-    with https_client(seeded.db) as c:
-        yield c
-
-
 def as_(client: TestClient, email: str) -> TestClient:
     client.cookies.clear()
-    r = login(client, email)
-    assert r.status_code == 303, r.text
-    return client
+    return logged_in(client, email)
 
 
 @pytest.fixture

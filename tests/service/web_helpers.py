@@ -111,3 +111,10 @@ def https_client(db: Database) -> Iterator[TestClient]:
         asgi(Service(db)), base_url="https://testserver", raise_server_exceptions=True, follow_redirects=False
     ) as c:
         yield c
+
+
+def logged_in(client: TestClient, email: str) -> TestClient:
+    """The client, logged in as `email` (the test fails when the login does not redirect)."""
+    r = login(client, email)
+    assert r.status_code == 303, r.text
+    return client
