@@ -59,7 +59,7 @@ def check_networks(targets: IPSet, allow_public: bool, allowance: str = "--allow
         net = ipaddress.ip_network(str(cidr))
         if net.version != 4:
             raise ScopeError(f"{net}: camscan scans IPv4 networks")
-        if net.is_multicast or net.is_unspecified or net.is_reserved or str(net.network_address) == "255.255.255.255":
+        if net.is_multicast or net.is_unspecified or net.is_reserved:  # reserved: 240.0.0.0/4, broadcast too
             raise ScopeError(f"{net}: not a host address range (multicast, reserved or unspecified)")
         if net.is_global and not allow_public:
             raise ScopeError(
