@@ -90,10 +90,15 @@ async def read_form(request: Request) -> dict[str, str]:
         return {}
     if kind != "application/x-www-form-urlencoded":
         raise HTTPException(415, "a form must be sent as application/x-www-form-urlencoded")
-    if len(body) > MAX_FORM:
+    return form_fields(body, MAX_FORM)
+
+
+def form_fields(body: bytes, limit: int, max_fields: int = 200) -> dict[str, str]:
+    """The first value of each field of an urlencoded body of at most `limit` bytes (413 above it)."""
+    if len(body) > limit:
         raise HTTPException(413, "the form is too large")
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200, strict_parsing=False)
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the form is not valid UTF-8 urlencoded data") from None
     return {k: v[0] for k, v in fields.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
@@ -21,7 +21,7 @@ from scanner.service import register as reg
 from scanner.service.api.app import service_of
 from scanner.service.api.export import pack_response
 from scanner.service.api.sites import site_for
-from scanner.service.web.pages import Page, check_csrf, see_other
+from scanner.service.web.pages import Page, check_csrf, form_fields, see_other
 from scanner.service.web.panels import PanelContext, SiteAction, register_site_action, site_panel
 from scanner.service.web.sessions import Viewer
 
@@ -113,7 +113,7 @@ async def site_register(slug: str, request: Request, who: Page) -> Response:
     if kind == "multipart/form-data":
         form, raw = await _multipart(request)
     elif kind == "application/x-www-form-urlencoded":
-        form, raw = await _urlencoded(request), None
+        form, raw = form_fields(await request.body(), MAX_REGISTER_FORM, max_fields=10), None
     else:
         raise HTTPException(415, "a form must be sent as application/x-www-form-urlencoded or multipart/form-data")
     check_csrf(who, form)
@@ -122,17 +122,6 @@ async def site_register(slug: str, request: Request, who: Page) -> Response:
     if raw is None:
         raw = form.get("csv", "").replace("\r\n", "\n").encode("utf-8")
     return await run_in_threadpool(_import, request, who, slug, raw)
-
-
-async def _urlencoded(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > MAX_REGISTER_FORM:
-        raise HTTPException(413, "the register is too large")
-    try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, max_num_fields=10)
-    except (UnicodeDecodeError, ValueError):
-        raise HTTPException(400, "the form is not valid urlencoded data") from None
-    return {k: v[0] for k, v in fields.items()}
 
 
 async def _multipart(request: Request) -> tuple[dict[str, str], bytes | None]:
