@@ -65,12 +65,7 @@ def alert_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AlertL
         take_offline(state, JOINS)
         hook = in_namespace(state.scanner_namespace, lambda: sinks.enter_context(webhook_sink()))
         mail = in_namespace(state.scanner_namespace, lambda: sinks.enter_context(smtp_sink()))
-        created = svc.camscan("tokens", "create", "e2e", "--role", "admin")
-        assert created.returncode == 0, created.stderr
-        svc.token = created.stdout.strip().splitlines()[-1]
-        added = svc.camscan("sites", "add", "lab", "--name", "Lab", "--targets", control.SUBNET,
-                            "--interface", "lab0", "--schedule", "* * * * *")  # fmt: skip
-        assert added.returncode == 0, added.stderr
+        svc.add_admin_and_site("Lab")
         svc.serve_with_smtp(mail)
         yield svc, hook, mail
     finally:

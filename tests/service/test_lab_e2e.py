@@ -61,6 +61,15 @@ class LabService:
         return subprocess.run([sys.executable, "-m", "scanner", *args, "--db", self.db], capture_output=True,
                               text=True, env=self.env, cwd=ROOT, timeout=60, check=False)  # fmt: skip
 
+    def add_admin_and_site(self, name: str) -> None:
+        """An admin token (kept in `token`) and the site `lab` over the lab's subnet, scanned every minute."""
+        created = self.camscan("tokens", "create", "e2e", "--role", "admin")
+        assert created.returncode == 0, created.stderr
+        self.token = created.stdout.strip().splitlines()[-1]
+        added = self.camscan("sites", "add", "lab", "--name", name, "--targets", control.SUBNET,
+                             "--interface", "lab0", "--schedule", "* * * * *")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+
     def serve(self) -> None:
         log = open(self.tmp / "serve.log", "w")  # noqa: SIM115 - the child keeps it; closed with the process
         self.service = subprocess.Popen(
@@ -142,12 +151,7 @@ def lab_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabService
     svc = LabService(state, tmp)
     try:
         take_offline(state, JOINS)
-        created = svc.camscan("tokens", "create", "e2e", "--role", "admin")
-        assert created.returncode == 0, created.stderr
-        svc.token = created.stdout.strip().splitlines()[-1]
-        added = svc.camscan("sites", "add", "lab", "--name", "Lab <script>", "--targets", control.SUBNET,
-                            "--interface", "lab0", "--schedule", "* * * * *")  # fmt: skip
-        assert added.returncode == 0, added.stderr
+        svc.add_admin_and_site("Lab <script>")
         svc.serve()
         yield svc
     finally:
