@@ -6,6 +6,7 @@ many hosts there are. A bad line gets its own `{"id": ..., "error": ...}` line a
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ def identify_stream_parallel(
     counts = counts or Counts()
     engine.warm()
     _WORKER_ENGINE = engine
+    # The rules and the MAC registry live as long as the process: freeze them out of the collector, so a
+    # full collection in a worker does not walk them (and does not touch their pages, which the forked
+    # workers share copy-on-write).
+    gc.collect()
+    gc.freeze()
     lines = _host_lines(src)
     in_flight: deque[Future[list[tuple[str, bool]]]] = deque()
     context = multiprocessing.get_context("fork")

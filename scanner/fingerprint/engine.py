@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import unquote
 
-from scanner.fingerprint.rules import Names, OemLink, RuleSet
+from scanner.fingerprint.prefilter import FirstCharIndex
+from scanner.fingerprint.rules import Names, OemLink, Rule, RuleSet
 from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value, normalise_mac
 
 MIN_CONFIDENCE = 0.65
@@ -67,7 +68,7 @@ def clean_company_name(value: str, names: Names | None) -> str | None:
     return name
 
 
-_CACHE_LIMIT = 32_768  # (key, value) results kept; bounded so memory stays flat
+_CACHE_LIMIT = 32_768  # (key, value) results per cache generation; bounded so memory stays flat
 
 # Where a model or firmware string is most trustworthy: the device's own management answers first.
 _KEY_PRIORITY = {
@@ -217,7 +218,11 @@ class Engine:
 
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
+        # Two generations: a full young cache becomes the old one, and an old entry used again moves back to
+        # the young. Values seen once (serials, MACs) age out; a network's common banners stay.
         self._cache: dict[tuple[str, str], tuple[Hit, ...]] = {}
+        self._old: dict[tuple[str, str], tuple[Hit, ...]] = {}
+        self._indexes: dict[str, list[FirstCharIndex]] = {}  # per key, per rule file
         self._owner: dict[str, OemLink] = {}
         self._links: dict[tuple[str, str], OemLink] = {}
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
@@ -235,13 +240,17 @@ class Engine:
     # -- matching ---------------------------------------------------------------------------------
     def match(self, key: str, value: str) -> tuple[Hit, ...]:
         """Every rule that fires on one Evidence value: the first match of each rule file, plus the
-        model-number scheme of any model a rule extracted."""
+        model-number scheme of any model a rule extracted. A hit naming an owned brand as its manufacturer
+        (EZVIZ) names the owner, with the brand (Hikvision, brand EZVIZ)."""
         cache_key = (key, value)
         hits = self._cache.get(cache_key)
         if hits is None:
-            hits = tuple(self._match_uncached(key, cap_value(key, value)))
+            hits = self._old.pop(cache_key, None)
+            if hits is None:
+                hits = tuple(self._match_uncached(key, cap_value(key, value)))
             if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
+                self._old = self._cache
+                self._cache = {}
             self._cache[cache_key] = hits
         return hits
 
@@ -253,8 +262,12 @@ class Engine:
                 hits.append(hit)
             return hits
         macs: list[str] = []
-        for rules in self.ruleset.rules_for(key):
-            for rule in rules:
+        indexes = self._indexes.get(key)
+        if indexes is None:
+            indexes = self._indexes[key] = [FirstCharIndex(rules) for rules in self.ruleset.rules_for(key)]
+        for index in indexes:
+            rule: Rule
+            for rule in index.candidates(value):
                 m = rule.pattern.search(value)
                 if m is None:
                     continue
@@ -265,19 +278,21 @@ class Engine:
                 if mac:
                     macs.append(mac)
                 hits.append(
-                    Hit(
-                        rule=rule.full_id,
-                        family=rule.family,
-                        key=key,
-                        value=value,
-                        manufacturer=rule.manufacturer,
-                        brand=rule.brand,
-                        candidates=rule.candidates,
-                        device_type=rule.device_type,
-                        model=model,
-                        firmware=firmware,
-                        confidence=rule.confidence,
-                        source=rule.source,
+                    self._normalise(
+                        Hit(
+                            rule=rule.full_id,
+                            family=rule.family,
+                            key=key,
+                            value=value,
+                            manufacturer=rule.manufacturer,
+                            brand=rule.brand,
+                            candidates=rule.candidates,
+                            device_type=rule.device_type,
+                            model=model,
+                            firmware=firmware,
+                            confidence=rule.confidence,
+                            source=rule.source,
+                        )
                     )
                 )
                 break
@@ -299,19 +314,21 @@ class Engine:
         if rule is None:
             return None
         manufacturer, brand = rule.asserts()
-        return Hit(
-            rule=rule.full_id,
-            family="mac",
-            key="mac",
-            value=mac,
-            manufacturer=manufacturer,
-            brand=brand,
-            candidates=(),
-            device_type=rule.device_type,
-            model=None,
-            firmware=None,
-            confidence=rule.confidence,
-            source=rule.source,
+        return self._normalise(
+            Hit(
+                rule=rule.full_id,
+                family="mac",
+                key="mac",
+                value=mac,
+                manufacturer=manufacturer,
+                brand=brand,
+                candidates=(),
+                device_type=rule.device_type,
+                model=None,
+                firmware=None,
+                confidence=rule.confidence,
+                source=rule.source,
+            )
         )
 
     # -- combining --------------------------------------------------------------------------------
@@ -378,29 +395,31 @@ class Engine:
         # Firmware-level rules support the maker they name. A label supports every firmware maker it is
         # consistent with (same, owned brand, OEM relationship, or named together by one rule); with no
         # such maker it supports the maker behind the label (itself, or the owner of an owned brand) and
-        # so becomes a rival. A firmware rule naming an owned brand (EZVIZ) names its owner, with the brand.
-        hits = [self._normalise(h) for h in hits]
+        # so becomes a rival. Hits come normalised from match(): a firmware rule naming an owned brand
+        # (EZVIZ) names its owner, with the brand. This runs once per host: the votes are inlined.
         self._pairs = {(h.brand, h.manufacturer) for h in hits if h.brand and h.manufacturer}
         firmware_makers = {h.manufacturer for h in hits if h.manufacturer}
         support: dict[str, dict[str, float]] = {}
         labels: dict[str, dict[str, float]] = {}
         types: dict[str, dict[str, float]] = {}
-
-        def vote(table: dict[str, dict[str, float]], name: str, family: str, lg: float) -> None:
-            fam = table.setdefault(name, {})
-            fam[family] = max(fam.get(family, lg), lg)
+        agrees = self._consistent
 
         for h in hits:
-            lg = h.weight
+            lg = _LOGIT.get(h.confidence)
+            if lg is None:
+                lg = _LOGIT.setdefault(h.confidence, logit(h.confidence))
+            family = h.family
+            # per (table, name), the strongest rule of each family: fam[family] = max(old, lg)
             if h.manufacturer:
-                vote(support, h.manufacturer, h.family, lg)
-            if h.brand:
-                vote(labels, h.brand, h.family, lg)
-                targets = [m for m in firmware_makers if self._consistent(h.brand, m)]
-                for target in targets or [self.label_maker(h.brand)]:
-                    vote(support, target, h.family, lg)
+                _vote(support, h.manufacturer, family, lg)
+            brand = h.brand
+            if brand:
+                _vote(labels, brand, family, lg)
+                targets = [m for m in firmware_makers if agrees(brand, m)]
+                for target in targets or [self.label_maker(brand)]:
+                    _vote(support, target, family, lg)
             if h.device_type:
-                vote(types, h.device_type, h.family, lg)
+                _vote(types, h.device_type, family, lg)
 
         maker_score = {m: sum(f.values()) for m, f in support.items()}
         label_score = {b: sum(f.values()) for b, f in labels.items()}
@@ -413,13 +432,15 @@ class Engine:
             rivals = {m: s for m, s in maker_score.items() if m != winner and not self._consistent(m, winner)}
             best_rival = max(rivals.values(), default=0.0)
             confidence = sigmoid(maker_score[winner] - max(best_rival, 0.0))
-            for m, score in sorted(rivals.items(), key=lambda kv: -kv[1]):
-                rules = {
-                    h.rule
-                    for h in hits
-                    if m in (h.manufacturer, h.brand) or (h.brand and self.label_maker(h.brand) == m)
-                }
-                conflicts.append(Rival(m, round(sigmoid(score), 3), sorted(rules)))
+            if rivals:
+                # the rules behind each name: those naming it as maker or label, or naming a label it owns
+                rules_of: dict[str, set[str]] = {}
+                for h in hits:
+                    for name in (h.manufacturer, h.brand, self.label_maker(h.brand) if h.brand else None):
+                        if name:
+                            rules_of.setdefault(name, set()).add(h.rule)
+                for m, score in sorted(rivals.items(), key=lambda kv: -kv[1]):
+                    conflicts.append(Rival(m, round(sigmoid(score), 3), sorted(rules_of.get(m, ()))))
             if confidence >= MIN_CONFIDENCE:
                 manufacturer = winner
             else:
@@ -448,8 +469,7 @@ class Engine:
             kind = self.ruleset.makers[manufacturer].kind
             device_type = {"camera": "camera", "other": "other"}.get(kind)
 
-        model = self._pick(hits, manufacturer, "model")
-        firmware = self._pick(hits, manufacturer, "firmware")
+        model, firmware = self._pick(hits, manufacturer)
         return Result(
             manufacturer=manufacturer,
             brand=brand_out,
@@ -477,19 +497,36 @@ class Engine:
             return h
         return replace(h, manufacturer=link.maker, brand=h.brand or h.manufacturer)
 
-    def _pick(self, hits: list[Hit], maker: str | None, field: str) -> str | None:
-        best: tuple[int, int, float] | None = None
-        chosen: str | None = None
+    def _pick(self, hits: list[Hit], maker: str | None) -> tuple[str | None, str | None]:
+        """(model, firmware): each from the hit that agrees with the maker, from the most trustworthy key,
+        with the highest confidence; the first such hit on a tie."""
+        best_model: tuple[int, int, float] | None = None
+        best_firmware: tuple[int, int, float] | None = None
+        model: str | None = None
+        firmware: str | None = None
         for h in hits:
-            v = getattr(h, field)
-            if not v:
+            mv, fv = h.model, h.firmware
+            if not (mv or fv):
                 continue
             names = [n for n in (h.manufacturer, h.brand) if n]
             agrees = 0 if (not names or maker is None or any(self._consistent(n, maker) for n in names)) else 1
             rank = (agrees, _KEY_PRIORITY.get(h.key, 5), -h.confidence)
-            if best is None or rank < best:
-                best, chosen = rank, v
-        return chosen
+            if mv and (best_model is None or rank < best_model):
+                best_model, model = rank, mv
+            if fv and (best_firmware is None or rank < best_firmware):
+                best_firmware, firmware = rank, fv
+        return model, firmware
+
+
+def _vote(table: dict[str, dict[str, float]], name: str, family: str, lg: float) -> None:
+    """Per name, the strongest log-odds of each family (families add up; rules within one do not)."""
+    fam = table.get(name)
+    if fam is None:
+        table[name] = {family: lg}
+        return
+    old = fam.get(family)
+    if old is None or lg > old:
+        fam[family] = lg
 
 
 # On equal support the more specific type wins, and "other" before "camera" (never call a host a camera

@@ -134,8 +134,15 @@ class RuleSet:
         cached = self._by_key.get(key)
         if cached is None:
             cached = []
+            reads: dict[tuple[str, ...], bool] = {}  # most rules read their file's keys: decide once per tuple
             for f in self.files:
-                applicable = [r for r in f.rules if any(key_matches(k, key) for k in r.keys)]
+                applicable = []
+                for r in f.rules:
+                    ok = reads.get(r.keys)
+                    if ok is None:
+                        ok = reads[r.keys] = any(key_matches(k, key) for k in r.keys)
+                    if ok:
+                        applicable.append(r)
                 if applicable:
                     cached.append(applicable)
             self._by_key[key] = cached
@@ -200,9 +207,7 @@ def load_names(doc: NamesDoc, file: str) -> Names:
 
     places = [re.escape(w) for w in doc.place_prefixes]
     return Names(
-        company_suffix=re.compile(
-            r"(?i)[\s,.]+(?:" + alternation(doc.company_suffixes, "company suffix") + r")\.?$"
-        ),
+        company_suffix=re.compile(r"(?i)[\s,.]+(?:" + alternation(doc.company_suffixes, "company suffix") + r")\.?$"),
         place_prefix=re.compile(r"(?i)^(?:" + "|".join(places) + r")\s+") if places else None,
         placeholders=frozenset(w.casefold() for w in doc.placeholders),
         places=tuple(doc.place_prefixes),

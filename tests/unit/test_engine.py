@@ -259,3 +259,19 @@ def test_the_shipped_realm_rules_take_the_maker_from_the_registry() -> None:
     assert dahua.manufacturer == "Dahua"
     axis = engine.identify([("mdns.txt", "macaddress=E82725123456")])  # an Axis block no rule lists by prefix
     assert (axis.manufacturer, axis.matched) == ("Axis", ["mdns/txt-macaddress", "mac/axis-oui"])
+
+
+def test_the_match_cache_is_bounded_and_keeps_values_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unique values (serials, MACs) age out in two generations; a banner seen all along stays cached."""
+    import scanner.fingerprint.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_CACHE_LIMIT", 100)
+    engine = Engine(load_ruleset())
+    hot = engine.match("http.server", "App-webs/")
+    for i in range(1_000):
+        engine.match("onvif.serial", f"SN{i:08d}")
+        if i % 50 == 0:
+            assert engine.match("http.server", "App-webs/") is hot  # the same cached tuple: not matched again
+        assert len(engine._cache) + len(engine._old) <= 200
+    assert engine.match("http.server", "App-webs/") is hot
+    assert ("onvif.serial", "SN00000000") not in engine._cache and ("onvif.serial", "SN00000000") not in engine._old
