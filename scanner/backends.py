@@ -90,6 +90,12 @@ async def _dhip(ctx: ScanContext, targets: list[str], unicast: list[str]) -> lis
     return await dhip.discover(ctx, unicast)
 
 
+async def _sip(ctx: ScanContext, targets: list[str], unicast: list[str]) -> list[Observation]:
+    from scanner.discovery import sip
+
+    return await sip.discover(ctx, targets)  # SIP has no group to ask: every target, once, by unicast
+
+
 async def _http(ctx: ScanContext, ip: str, port: CameraPort) -> list[Evidence]:
     from scanner.probes import http
 
@@ -129,6 +135,7 @@ DISCOVERY: tuple[DiscoveryBackend, ...] = (
     DiscoveryBackend("ssdp", "SSDP M-SEARCH, then the UPnP device description", _ssdp),
     DiscoveryBackend("sadp", "Hikvision SADP inquiry (UDP 37020): model, serial, firmware, MAC", _sadp),
     DiscoveryBackend("dhip", "Dahua DHDiscover (UDP 37810): model, serial, firmware, vendor", _dhip),
+    DiscoveryBackend("sip", "SIP OPTIONS to UDP 5060 of each target: intercoms' and door stations' user agent", _sip),
 )
 PORT_CHECK = "ports"  # the TCP connect check of camera_ports.PORTS, between discovery and the probes
 PROBES: tuple[ProbeBackend, ...] = (

@@ -6,13 +6,20 @@ the sender's `User-Agent` (RFC 3261 §20.41) and most responses the responder's 
 maker and model: `2N Helios IP Verso 2.30.0.40.2`, `Grandstream GDS3710 1.0.11.27`, `DAHUA VTO2000A`. Both
 speak for the packet's source, so both become `sip.user_agent` Evidence (docs/evidence.md) of that address.
 
-A pure parser: bytes in, Evidence out, nothing sent. Only messages on the SIP port are read (UDP 5060 as
-source or destination); SIP over TLS (5061) is encrypted and TCP SIP is rare on a LAN.
+The parser is pure: bytes in, Evidence out. The passive audit reads messages on the SIP port (UDP 5060 as
+source or destination; SIP over TLS, 5061, is encrypted, and TCP SIP is rare on a LAN). The scan asks each
+target once by unicast with an OPTIONS request (RFC 3261 §11: "what can you do", no call, no account, no
+credentials), as SIP clients and PBXs do to check a peer is alive; the answer's `Server` or `User-Agent` is the
+Evidence. Its Via names our address and port and asks for `rport` (RFC 3581), so the answer comes back to the
+port that asked.
 """
 
 from __future__ import annotations
 
-from scanner.model import Evidence, evidence
+import secrets
+
+from scanner.model import Evidence, Observation, evidence
+from scanner.netctx import ScanContext
 
 PORT = 5060
 SOURCE = "sip"
@@ -21,6 +28,7 @@ MAX_HEADERS = 96
 # RFC 3261 §7.1, §7.2: Request-Line "METHOD SP Request-URI SP SIP/2.0", Status-Line "SIP/2.0 SP code SP reason"
 _VERSION = "SIP/2.0"
 _HEADERS = {"user-agent", "server"}
+USER_AGENT = "camscan"
 
 
 def parse_message(data: bytes, source_ip: str = "") -> list[Evidence]:
@@ -56,3 +64,47 @@ def _is_start_line(line: str) -> bool:
         and parts[0].isupper()
         and ":" in parts[1]
     )
+
+
+def build_options(target: str, local: tuple[str, int]) -> bytes:
+    """An OPTIONS request to `target` from `local` (address, port), with fresh branch, tag and Call-ID."""
+    address, port = local
+    branch, tag, call_id = (secrets.token_hex(8) for _ in range(3))
+    lines = [
+        f"OPTIONS sip:{target} SIP/2.0",
+        f"Via: SIP/2.0/UDP {address}:{port};rport;branch=z9hG4bK{branch}",
+        "Max-Forwards: 70",
+        f"From: <sip:camscan@{address}>;tag={tag}",
+        f"To: <sip:{target}>",
+        f"Call-ID: {call_id}@{address}",
+        "CSeq: 1 OPTIONS",
+        f"Contact: <sip:camscan@{address}:{port}>",
+        "Accept: application/sdp",
+        f"User-Agent: {USER_AGENT}",
+        "Content-Length: 0",
+        "",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    """One OPTIONS to UDP 5060 of each target (no multicast: SIP devices do not listen on a group)."""
+    from scanner.discovery.udp import udp_discovery
+
+    return await udp_discovery(
+        ctx,
+        name="SIP",
+        port=PORT,
+        group=None,
+        probe=lambda: b"",
+        parse=_answers_only,
+        unicast=unicast,
+        repeats=1,
+        unicast_probe=build_options,
+    )
+
+
+def _answers_only(data: bytes, source_ip: str) -> list[Evidence]:
+    """Only a response speaks for the target here (a request arriving on our port is not an answer)."""
+    return parse_message(data, source_ip) if data.startswith(_VERSION.encode()) else []

@@ -50,6 +50,10 @@ async def start_services(ctx: Context) -> list[Any]:
 
     closers += await sadp.start(ctx)
     closers += await dhip.start(ctx)
+    if svc.sip is not None:
+        from scanner.lab.responders import sip
+
+        closers += await sip.start(ctx)
     if svc.wsd is not None:
         from scanner.lab.responders import wsd
 
