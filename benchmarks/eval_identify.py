@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
 
-Runs `python -m scanner identify` on JSON Lines corpora (default: the four held-out sets in
-tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl and
-relabel-longtail-heldout.jsonl, each scored on its own), compares each answer with the line's `expect`
+Runs `python -m scanner identify` on JSON Lines corpora (default: the five held-out sets in
+tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl,
+relabel-longtail-heldout.jsonl and nuclei-heldout.jsonl, each scored on its own), compares each answer with the line's `expect`
 ({"manufacturer", "device_type", optional "brand"}) and prints:
 
 - the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
@@ -37,6 +37,7 @@ DEFAULTS = [
     EVAL_DIR / "longtail-heldout.jsonl",
     EVAL_DIR / "hikdahua-heldout.jsonl",
     EVAL_DIR / "relabel-longtail-heldout.jsonl",
+    EVAL_DIR / "nuclei-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
