@@ -5,7 +5,9 @@ answers "what is it" for one open port of one host (`Probe`). Each is a protocol
 probes/ with a pure parser and a thin async sender; the entries below name it, say what it does (the
 `--methods` help is made from them), and import it only when a scan uses it, so `camscan --help` stays fast.
 `METHODS` is the order of `--methods` and of the report's `methods`; the scan (scan.py) runs the discovery
-backends at once, then the port check (`ports`), then the probes on the ports camera_ports.PORTS gives them.
+backends at once, then the port check (`ports`), then the probes on the ports camera_ports.PORTS gives them,
+and, beside them, the discovery backends marked `live_only` on the hosts found alive (SIP has no multicast
+group, and asking every address of a large scope would cost as much as the ARP sweep again).
 
 To add a backend: write its module, add an adapter and an entry here, and name it in the port table if it is a
 probe.
@@ -41,6 +43,7 @@ class DiscoveryBackend:
     name: str
     title: str
     run: Discovery
+    live_only: bool = False  # asks only the hosts found alive, after the port check (no group to ask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,12 @@ async def _dhip(ctx: ScanContext, targets: list[str], unicast: list[str]) -> lis
     return await dhip.discover(ctx, unicast)
 
 
+async def _sip(ctx: ScanContext, targets: list[str], unicast: list[str]) -> list[Observation]:
+    from scanner.discovery import sip
+
+    return await sip.discover(ctx, targets)  # SIP has no group to ask: each live host, once, by unicast
+
+
 async def _http(ctx: ScanContext, ip: str, port: CameraPort) -> list[Evidence]:
     from scanner.probes import http
 
@@ -129,6 +138,7 @@ DISCOVERY: tuple[DiscoveryBackend, ...] = (
     DiscoveryBackend("ssdp", "SSDP M-SEARCH, then the UPnP device description", _ssdp),
     DiscoveryBackend("sadp", "Hikvision SADP inquiry (UDP 37020): model, serial, firmware, MAC", _sadp),
     DiscoveryBackend("dhip", "Dahua DHDiscover (UDP 37810): model, serial, firmware, vendor", _dhip),
+    DiscoveryBackend("sip", "SIP OPTIONS to UDP 5060 of each live host: door stations' user agent", _sip, True),
 )
 PORT_CHECK = "ports"  # the TCP connect check of camera_ports.PORTS, between discovery and the probes
 PROBES: tuple[ProbeBackend, ...] = (

@@ -53,9 +53,17 @@ _WORKER_ENGINE: Engine | None = None
 BATCH = 2000
 
 
-def _identify_batch(lines: list[str | None]) -> list[tuple[str, bool]]:
+def _identify_batch(lines: list[str | None]) -> tuple[str, int]:
+    """(the batch's output lines as one string, how many of them are error lines): one object back to the
+    parent instead of a pair per host, so the parent (which shares the cores) does less."""
     assert _WORKER_ENGINE is not None
-    return [identify_line(_WORKER_ENGINE, line) for line in lines]
+    out: list[str] = []
+    errors = 0
+    for line in lines:
+        text, failed = identify_line(_WORKER_ENGINE, line)
+        out.append(text)
+        errors += failed
+    return "".join(out), errors
 
 
 def identify_stream_parallel(
@@ -78,18 +86,19 @@ def identify_stream_parallel(
     gc.collect()
     gc.freeze()
     lines = _host_lines(src)
-    in_flight: deque[Future[list[tuple[str, bool]]]] = deque()
+    in_flight: deque[tuple[int, Future[tuple[str, int]]]] = deque()
     context = multiprocessing.get_context("fork")
 
     def drain_one() -> None:
-        for out, failed in in_flight.popleft().result():
-            counts.hosts += 1
-            counts.errors += failed
-            dst.write(out)
+        size, future = in_flight.popleft()
+        text, errors = future.result()
+        counts.hosts += size
+        counts.errors += errors
+        dst.write(text)
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         while batch := list(islice(lines, BATCH)):
-            in_flight.append(pool.submit(_identify_batch, batch))
+            in_flight.append((len(batch), pool.submit(_identify_batch, batch)))
             if len(in_flight) >= 2 * jobs:
                 drain_one()
         while in_flight:

@@ -62,7 +62,8 @@ async def discovery(ctx: ScanContext, methods: set[str], targets: list[str]) -> 
             "multicast discovery (WS-Discovery, SSDP, mDNS, SADP, DHIP) was not used: the scope does not cover the "
             "whole subnet of the scan interface, or the interface is loopback; unicast probes were sent instead"
         )
-    jobs = [_timed(b.name.upper(), b.run(ctx, targets, unicast), ctx) for b in DISCOVERY if b.name in methods]
+    chosen = [b for b in DISCOVERY if b.name in methods and not b.live_only]
+    jobs = [_timed(b.name.upper(), b.run(ctx, targets, unicast), ctx) for b in chosen]
     results = await asyncio.gather(*jobs)
     return [o for group in results for o in group]
 
@@ -132,7 +133,14 @@ async def run_scan(
         progress("probes", len(live), done)
         return Observation(ip, ev)
 
-    observations += await asyncio.gather(*(one(ip) for ip in sorted(live) if open_ports.get(ip)))
+    alive = sorted(live)
+    asked = [
+        _timed(b.name.upper(), b.run(ctx, alive, alive), ctx) for b in DISCOVERY if b.live_only and b.name in chosen
+    ]
+    probed = asyncio.gather(*(one(ip) for ip in alive if open_ports.get(ip)))
+    per_host, answers = await asyncio.gather(probed, asyncio.gather(*asked))
+    observations += per_host
+    observations += [o for group in answers for o in group]
     phases["probes"] = time.monotonic() - t0
 
     if use_nmap:

@@ -28,6 +28,7 @@ CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 # so passively it is known by its MAC (Ubiquiti) and its redirect, not as a camera.
 LAB_TYPE_UNKNOWN = {"unifi-g4"}
 
+AXIS_TRAP_SYSDESCR = "; AXIS P3245-LVE; Network Camera; 10.12.165; Jun 01 2022 12:00; 1FE; 1;"
 # synthetic captures: host id -> (manufacturer, brand, flagged, {evidence key: a value it must include})
 SYNTHETIC: dict[str, dict[str, tuple[str | None, str | None, bool, dict[str, str]]]] = {
     "synthetic_dhcp.pcap": {
@@ -52,6 +53,13 @@ SYNTHETIC: dict[str, dict[str, tuple[str | None, str | None, bool, dict[str, str
     },
     "synthetic_tls12_cert_be_ns.pcap": {
         "192.168.60.64": ("Hikvision", "Hikvision", True, {"tls.subject": "C=CN,O=HIKVISION,CN=IPC"}),
+    },
+    "synthetic_sip_snmp.pcap": {
+        "192.168.70.21": ("2N", "2N", False, {"sip.user_agent": "2N IP Verso 2.44.0.62.3"}),
+        "192.168.70.22": ("Grandstream", "Grandstream", False, {"sip.user_agent": "Grandstream GDS3710 1.0.11.27"}),
+        "192.168.70.5": (None, None, False, {"sip.user_agent": "Asterisk PBX 18.10.0"}),
+        "192.168.70.64": ("Hikvision", "Hikvision", True, {"snmp.sysdescr": "Hikvision company products"}),
+        "192.168.70.41": ("Axis", "Axis", False, {"snmp.sysdescr": AXIS_TRAP_SYSDESCR}),
     },
     "synthetic_raw_ip.pcap": {
         "10.9.0.5": ("Hikvision", "Hikvision", True, {"sadp.device_description": "DS-2CD2143G2-I"}),
@@ -155,6 +163,17 @@ def test_synthetic_capture(name: str, shipped_engine, packs) -> None:  # type: i
         assert (d.manufacturer, d.brand, d.flagged) == (maker, brand, flagged), host_id
         for key, value in must.items():
             assert value in values(d, key), (host_id, key, values(d, key))
+
+
+def test_sip_and_snmp_speak_for_their_sender_only(shipped_engine, packs) -> None:  # type: ignore[no-untyped-def]
+    """A SIP request's User-Agent and a response's Server describe the packet's source, never its destination; an
+    SNMP GetRequest names no device, the GetResponse and the trap do; the door stations are intercoms."""
+    found = devices(analyse_captures([PCAPS / "synthetic_sip_snmp.pcap"]), shipped_engine, packs)
+    assert values(found["192.168.70.22"], "sip.user_agent") == ["Grandstream GDS3710 1.0.11.27"]  # not the PBX's
+    assert values(found["192.168.70.5"], "sip.user_agent") == ["Asterisk PBX 18.10.0"]
+    assert {e.source for e in found["192.168.70.64"].evidence} == {"pcap:snmp"}
+    assert "192.168.70.10" not in found  # the monitoring server only asked
+    assert [found[ip].device_type.value for ip in ("192.168.70.21", "192.168.70.22")] == ["intercom", "intercom"]
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

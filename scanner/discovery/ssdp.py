@@ -232,8 +232,8 @@ async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
     def probe_for(st: str) -> Callable[[], bytes]:
         return lambda: build_msearch(st)
 
-    def unicast_probe_for(st: str) -> Callable[[str], bytes]:
-        return lambda ip: build_msearch(st, host=ip)
+    def unicast_probe_for(st: str) -> Callable[[str, tuple[str, int]], bytes]:
+        return lambda ip, _local: build_msearch(st, host=ip)
 
     groups = await asyncio.gather(
         *(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from scanner.fingerprint.oui import OuiRule
 from scanner.fingerprint.prefilter import FirstCharIndex
 from scanner.fingerprint.rules import Names, OemLink, Rule, RuleSet
 from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_value, normalise_mac
@@ -277,24 +278,8 @@ class Engine:
                 mac = groups.get("mac")
                 if mac:
                     macs.append(mac)
-                hits.append(
-                    self._normalise(
-                        Hit(
-                            rule=rule.full_id,
-                            family=rule.family,
-                            key=key,
-                            value=value,
-                            manufacturer=rule.manufacturer,
-                            brand=rule.brand,
-                            candidates=rule.candidates,
-                            device_type=rule.device_type,
-                            model=model,
-                            firmware=firmware,
-                            confidence=rule.confidence,
-                            source=rule.source,
-                        )
-                    )
-                )
+                maker, brand, candidates = rule.manufacturer, rule.brand, rule.candidates
+                hits.append(self._hit(rule, rule.family, key, value, maker, brand, candidates, model, firmware))
                 break
         if key != "model":  # a model a rule extracted is also matched against the model-number schemes
             for model in {h.model for h in hits if h.model}:
@@ -305,6 +290,36 @@ class Engine:
             hits.extend(replace(h, key=key, value=value) for h in self.match("mac", mac))
         return hits
 
+    def _hit(
+        self,
+        rule: Rule | OuiRule,
+        family: str,
+        key: str,
+        value: str,
+        manufacturer: str | None,
+        brand: str | None,
+        candidates: tuple[str, ...] = (),
+        model: str | None = None,
+        firmware: str | None = None,
+    ) -> Hit:
+        """A rule's hit on a value, normalised (a manufacturer that is an owned brand names its owner)."""
+        return self._normalise(
+            Hit(
+                rule=rule.full_id,
+                family=family,
+                key=key,
+                value=value,
+                manufacturer=manufacturer,
+                brand=brand,
+                candidates=candidates,
+                device_type=rule.device_type,
+                model=model,
+                firmware=firmware,
+                confidence=rule.confidence,
+                source=rule.source,
+            )
+        )
+
     def _match_mac(self, value: str) -> Hit | None:
         table = self.ruleset.oui
         mac = normalise_mac(value)
@@ -314,22 +329,7 @@ class Engine:
         if rule is None:
             return None
         manufacturer, brand = rule.asserts()
-        return self._normalise(
-            Hit(
-                rule=rule.full_id,
-                family="mac",
-                key="mac",
-                value=mac,
-                manufacturer=manufacturer,
-                brand=brand,
-                candidates=(),
-                device_type=rule.device_type,
-                model=None,
-                firmware=None,
-                confidence=rule.confidence,
-                source=rule.source,
-            )
-        )
+        return self._hit(rule, "mac", "mac", mac, manufacturer, brand)
 
     # -- combining --------------------------------------------------------------------------------
     def label_maker(self, brand: str) -> str:

@@ -304,6 +304,8 @@ def _start_personas(state: LabState, found: list[tuple[Path, Persona]], logs: Pa
             str(ready),
             "--port-offset",
             str(state.port_offset),
+            "--runtime-dir",
+            str(logs / f"{p.id}.run"),
         ]
         if iface:
             argv += ["--iface", iface]

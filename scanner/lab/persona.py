@@ -110,6 +110,13 @@ class SsdpService(_M):
     device_type: str = "urn:schemas-upnp-org:device:Basic:1"
 
 
+class SipService(_M):
+    """A SIP user agent on UDP 5060 (door stations, intercoms): it answers OPTIONS with 200 OK."""
+
+    server: str  # the Server header of its answers
+    allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
+
+
 class TcpBanner(_M):
     port: int
     banner: str | None = None  # sent on connect (telnet, FTP, SSH); None: accept and wait silently
@@ -134,6 +141,7 @@ class Services(_M):
     ssdp: SsdpService | None = None
     sadp: dict[str, str] | None = None  # Hikvision SADP reply fields, XML element name -> value
     dhip: dict[str, str] | None = None  # Dahua DHDiscover reply fields (params.deviceInfo)
+    sip: SipService | None = None
     tcp: list[TcpBanner] = Field(default_factory=list)
 
 

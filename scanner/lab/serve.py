@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
+import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,10 @@ async def start_services(ctx: Context) -> list[Any]:
 
     closers += await sadp.start(ctx)
     closers += await dhip.start(ctx)
+    if svc.sip is not None:
+        from scanner.lab.responders import sip
+
+        closers += await sip.start(ctx)
     if svc.wsd is not None:
         from scanner.lab.responders import wsd
 
@@ -76,14 +83,23 @@ async def close_all(closers: list[Any]) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     persona = load_persona(Path(args.persona))
-    runtime = tempfile.TemporaryDirectory(prefix=f"camscan-lab-{persona.id}-")  # keys and certificates
+    # keys and certificates: in the directory the lab gives (under its state directory, which `lab down`
+    # removes, so a persona killed with SIGKILL leaves no key behind), else in a temporary directory
+    if args.runtime_dir:
+        runtime_dir = Path(args.runtime_dir)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        runtime_dir.mkdir(parents=True, mode=0o700)
+        cleanup: Callable[[], None] = functools.partial(shutil.rmtree, runtime_dir, ignore_errors=True)
+    else:
+        runtime = tempfile.TemporaryDirectory(prefix=f"camscan-lab-{persona.id}-")
+        runtime_dir, cleanup = Path(runtime.name), runtime.cleanup
     ctx = Context(
         persona=persona,
         ip=args.ip,
         iface=args.iface or None,
         port_offset=args.port_offset,
         log=log,
-        runtime_dir=Path(runtime.name),
+        runtime_dir=runtime_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,7 +111,7 @@ async def run(args: argparse.Namespace) -> int:
     log.info("%s ready on %s", persona.id, args.ip)
     await stop.wait()
     await close_all(closers)
-    runtime.cleanup()
+    cleanup()
     return 0
 
 
@@ -106,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iface", default="")
     ap.add_argument("--port-offset", type=int, default=0)
     ap.add_argument("--ready", default="")
+    ap.add_argument("--runtime-dir", default="", help="private directory for keys (made, then removed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     return asyncio.run(run(args))

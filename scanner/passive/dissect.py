@@ -11,6 +11,8 @@ ordinary packet costs no Python object beyond its record header. Only what matte
     SSDP (1900)         discovery.ssdp.parse_response (NOTIFY and answers)
     SADP (37020)        discovery.sadp.parse_probe_match
     DHIP (37810)        discovery.dhip.parse_reply
+    SIP (5060)          discovery.sip.parse_message: `User-Agent`/`Server` -> `sip.user_agent` of the sender
+    SNMP (161, 162)     discovery.snmp.parse_message: sysDescr.0 of a response or trap -> `snmp.sysdescr`
     TCP, server side    flows.TcpFlows: HTTP and RTSP answers (sniffed by their status line on any port), TLS
                         1.0-1.2 Certificate messages, SSH/FTP/telnet greetings, SYN-ACKs -> `port.open`
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from scanner.camera_ports import BANNER_KINDS
-from scanner.discovery import dhip, mdns, sadp, ssdp, wsd
+from scanner.discovery import dhip, mdns, sadp, sip, snmp, ssdp, wsd
 from scanner.discovery.arp import parse_arp
 from scanner.discovery.dhcp import parse_dhcp
 from scanner.model import Evidence, Host, evidence
@@ -40,7 +42,9 @@ __all__ = ["MAX_HOSTS", "Analyzer", "private_address"]
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_SLL2 = 0, 1, 101, 108, 113, 276
 LINK_RAW_ALIASES = frozenset({12, 14, LINK_RAW, 228})  # DLT_RAW on some BSDs, LINKTYPE_IPV4
 SUPPORTED_LINKS = frozenset({LINK_NULL, LINK_ETHERNET, LINK_LOOP, LINK_SLL, LINK_SLL2} | LINK_RAW_ALIASES)
-UDP_PORTS = frozenset({67, 68, ssdp.PORT, wsd.PORT, mdns.PORT, sadp.PORT, dhip.PORT})
+UDP_PORTS = frozenset(
+    {67, 68, ssdp.PORT, wsd.PORT, mdns.PORT, sadp.PORT, dhip.PORT, sip.PORT, snmp.PORT, snmp.TRAP_PORT}
+)
 MAX_VALUES_PER_KEY = 16  # per host: a busy web server gives a different body per page
 MAX_BODIES_PER_HOST = 4
 MAX_EVIDENCE_PER_HOST = 1000
@@ -323,6 +327,10 @@ class Analyzer:
             self.add(src, sadp.parse_probe_match(payload, src), ts, "sadp")
         elif port == 37810:
             self.add(src, dhip.parse_reply(payload, src), ts, "dhip")
+        elif port == 5060:
+            self.add(src, sip.parse_message(payload, src), ts, "sip")
+        elif port in (161, 162):  # a response from 161 or a trap to 162: both speak for their source
+            self.add(src, snmp.parse_message(payload, src), ts, "snmp")
         elif port in (67, 68):
             self._dhcp(payload, ts)
 

@@ -64,7 +64,7 @@ def _record(target: str, origin: Callable[[], str], fn: Callable[..., Any], firs
 
 
 def from_captures() -> None:
-    from scanner.discovery import dhip, mdns, sadp, ssdp, wsd
+    from scanner.discovery import dhip, mdns, sadp, sip, snmp, ssdp, wsd
     from scanner.passive import Analyzer, CaptureError, dissect, flows, read_capture
     from scanner.probes import banner, http, tls
 
@@ -80,6 +80,8 @@ def from_captures() -> None:
         (ssdp, "parse_response", "ssdp_upnp"),
         (ssdp, "parse_description", "ssdp_upnp"),
         (mdns, "parse_mdns_answer", "mdns"),
+        (sip, "parse_message", "sip_snmp"),
+        (snmp, "parse_message", "sip_snmp"),
         (dissect, "parse_arp", "arp_dhcp"),
         (dissect, "parse_dhcp", "arp_dhcp"),
         (http, "split_responses", "http_rtsp"),

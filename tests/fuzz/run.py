@@ -31,6 +31,7 @@ from tests.fuzz.contract import CORPUS, CRASHES, ROOT
 TARGETS: dict[str, int] = {
     "wsd": 16384,
     "sadp_dhip": 16384,
+    "sip_snmp": 8192,
     "ssdp_upnp": 16384,
     "mdns": 8192,
     "arp_dhcp": 4096,

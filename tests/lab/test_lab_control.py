@@ -135,3 +135,25 @@ def test_netns_mode_refuses_without_root(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(control.LabError, match="needs root"):
         control.up("netns", state_dir=tmp_path)
+
+
+def test_a_killed_persona_leaves_no_key_behind(tmp_path: Path) -> None:
+    """A persona's TLS key lives under the lab's state directory, which `lab down` removes: a persona killed
+    with SIGKILL (no chance to clean up) leaves nothing in /tmp or anywhere else."""
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    src = control.PERSONA_DIR / "axis-m1065.yaml"  # serves HTTPS: a key and a certificate are made at start
+    (personas / src.name).write_text(src.read_text())
+    state = tmp_path / "state"
+    before = set(Path("/tmp").glob("camscan-lab-*"))
+    lab = control.up("loopback", personas, state_dir=state)
+    try:
+        runtime = state / "logs" / f"{lab.processes[0].id}.run"
+        assert (runtime / "key.pem").is_file()
+        assert runtime.stat().st_mode & 0o077 == 0  # private to the persona's user
+        assert set(Path("/tmp").glob("camscan-lab-*")) == before
+        os.killpg(lab.processes[0].pid, signal.SIGKILL)
+    finally:
+        control.down(state)
+    assert not runtime.exists()
+    assert set(Path("/tmp").glob("camscan-lab-*")) == before

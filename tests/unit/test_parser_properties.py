@@ -74,6 +74,7 @@ def mac_text(raw: bytes) -> str:
 TARGETS = [
     "wsd",
     "sadp_dhip",
+    "sip_snmp",
     "ssdp_upnp",
     "mdns",
     "arp_dhcp",

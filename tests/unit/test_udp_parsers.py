@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import struct
 
-from scanner.discovery import dhip, sadp
+from scanner.discovery import dhip, sadp, sip, snmp
 from scanner.discovery.arp import parse_proc_net_arp
 from scanner.model import Evidence, Observation
 from scanner.model import merge_observations as merge
@@ -109,3 +109,85 @@ def test_merge_joins_by_address_then_mac() -> None:
     assert [h.ip for h in hosts] == ["10.0.0.5", "10.0.0.7"]
     assert hosts[0].other_ips == ["10.0.0.9"] and hosts[0].mac == "44:19:b6:00:00:01"
     assert [x.key for x in hosts[0].evidence] == ["http.server", "mac", "sadp.device_description"]
+
+
+# ------------------------------------------------------------------------------------- SIP and SNMP (passive only)
+
+SIP_REGISTER = (
+    b"REGISTER sip:192.168.70.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.70.21:5060;branch=z9hG4bK1\r\n"
+    b"From: <sip:4001@192.168.70.5>;tag=1\r\nCall-ID: a1\r\nCSeq: 1 REGISTER\r\n"
+    b"user-agent:   2N IP Verso 2.44.0.62.3  \r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def test_sip_request_and_response_headers() -> None:
+    assert [e.value for e in sip.parse_message(SIP_REGISTER)] == ["2N IP Verso 2.44.0.62.3"]
+    ok = b"SIP/2.0 200 OK\r\nServer: Grandstream GDS3710 1.0.11.27\r\nUser-Agent: GDS\r\nServer: second\r\n\r\nbody"
+    assert [(e.key, e.value) for e in sip.parse_message(ok)] == [
+        ("sip.user_agent", "GDS"),
+        ("sip.user_agent", "Grandstream GDS3710 1.0.11.27"),
+    ]
+    assert all(e.source == "sip" for e in sip.parse_message(ok))
+
+
+def test_sip_ignores_what_is_not_sip() -> None:
+    for data in (
+        b"",
+        b"HTTP/1.1 200 OK\r\nServer: App-webs/\r\n\r\n",  # HTTP, not SIP
+        b"NOTIFY * HTTP/1.1\r\nServer: x\r\n\r\n",
+        b"SIP/2.0 2000 OK\r\nServer: x\r\n\r\n",  # not a status code
+        b"register sip:x SIP/2.0\r\nUser-Agent: x\r\n\r\n",  # methods are upper case
+        b"REGISTER sip:x SIP/2.0\r\nUser-Agent:\r\n\r\n",  # empty value
+        b"REGISTER sip:x SIP/2.0\r\n\r\nUser-Agent: in the body\r\n",
+        b"\xff" * 70000,
+    ):
+        assert sip.parse_message(data) == [], data[:40]
+    hostile = b"SIP/2.0 200 OK\r\nServer: <script>alert(1)</script>" + b"A" * 9000 + b"\r\n\r\n"
+    (item,) = sip.parse_message(hostile)
+    assert item.value.startswith("<script>") and len(item.value) <= 4096  # kept as data, capped
+
+
+def _ber(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    return bytes([tag]) + (bytes([n]) if n < 0x80 else bytes([0x82, n >> 8, n & 0xFF])) + content
+
+
+def _snmp(pdu: int, oid: bytes, value: bytes, version: int = 1) -> bytes:
+    binding = _ber(0x30, _ber(0x06, oid) + value)
+    body = _ber(0x02, b"\x01") + _ber(0x02, b"\x00") + _ber(0x02, b"\x00") + _ber(0x30, binding)
+    return _ber(0x30, _ber(0x02, bytes([version])) + _ber(0x04, b"public") + _ber(pdu, body))
+
+
+def test_snmp_sysdescr_of_a_response_or_trap() -> None:
+    value = _ber(0x04, b"Hikvision company products\x00")
+    assert [e.value for e in snmp.parse_message(_snmp(0xA2, snmp.SYSDESCR_OID, value))] == [
+        "Hikvision company products"
+    ]
+    assert [e.value for e in snmp.parse_message(_snmp(0xA7, snmp.SYSDESCR_OID, value))] == [
+        "Hikvision company products"
+    ]
+    long_value = _ber(0x04, b"Linux " + b"x" * 300)  # a two-octet length
+    assert snmp.parse_message(_snmp(0xA2, snmp.SYSDESCR_OID, long_value))[0].value.startswith("Linux xxx")
+
+
+def test_snmp_ignores_requests_other_objects_and_bad_ber() -> None:
+    value = _ber(0x04, b"Hikvision company products")
+    request = _snmp(0xA0, snmp.SYSDESCR_OID, b"\x05\x00")  # GetRequest: the asker names nothing
+    other_oid = _snmp(0xA2, bytes([0x2B, 6, 1, 2, 1, 1, 5, 0]), value)  # sysName, not sysDescr
+    v3 = _snmp(0xA2, snmp.SYSDESCR_OID, value, version=3)
+    not_a_string = _snmp(0xA2, snmp.SYSDESCR_OID, _ber(0x02, b"\x01"))
+    good = _snmp(0xA2, snmp.SYSDESCR_OID, value)
+    lying = bytearray(good)
+    lying[1] = 0x7F  # the outer length claims more than is there
+    for data in (
+        b"",
+        request,
+        other_oid,
+        v3,
+        not_a_string,
+        bytes(lying),
+        good[:-3],
+        b"\x30\x84\xff\xff\xff\xff",
+        b"\x3f\x01\x00",
+    ):
+        assert snmp.parse_message(data) == [], data[:20]
