@@ -18,6 +18,10 @@ from scanner.fingerprint.engine import Engine
 __all__ = ["MAX_LINE", "Counts", "identify_line", "identify_stream", "identify_stream_parallel", "read_lines"]
 
 
+# json.dumps(out, ensure_ascii=False), without making a new encoder for every line
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 @dataclass(slots=True)
 class Counts:
     hosts: int = 0
@@ -31,7 +35,7 @@ def identify_line(engine: Engine, line: str | None) -> tuple[str, bool]:
         out: dict[str, Any] = engine.identify(host.pairs()).identify_line(host.id)
     except LineError as exc:
         out = {"id": exc.host_id, "error": exc.reason}
-    return json.dumps(out, ensure_ascii=False) + "\n", "error" in out
+    return _ENCODER.encode(out) + "\n", "error" in out
 
 
 def _host_lines(src: IO[str]) -> Iterator[str | None]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -166,12 +166,27 @@ class Result:
     device_type: str | None
     confidence: float
     hits: list[Hit]
-    conflicts: list[Rival]
+    rivals: dict[str, float]  # makers the evidence also pointed at, not consistent with the winner: their score
     relabel: OemLink | None  # the link between brand and maker, when the label is not the maker
+    label_maker: Callable[[str], str]  # the engine's: the maker behind a label (for the rules of each rival)
 
     @property
     def matched(self) -> list[str]:
         return list(dict.fromkeys(h.rule for h in self.hits))
+
+    @property
+    def conflicts(self) -> list[Rival]:
+        """Each rival, strongest first, with the rules behind it: those naming it as maker or label, or naming a
+        label it owns. Made when a report asks (`camscan identify` prints no conflicts)."""
+        if not self.rivals:
+            return []
+        rules_of: dict[str, set[str]] = {}
+        for h in self.hits:
+            for name in (h.manufacturer, h.brand, self.label_maker(h.brand) if h.brand else None):
+                if name:
+                    rules_of.setdefault(name, set()).add(h.rule)
+        ranked = sorted(self.rivals.items(), key=lambda kv: -kv[1])
+        return [Rival(m, round(sigmoid(score), 3), sorted(rules_of.get(m, ()))) for m, score in ranked]
 
     def identify_line(self, host_id: object) -> dict[str, object]:
         """Exactly the `camscan identify` output contract of docs/evidence.md."""
@@ -427,20 +442,11 @@ class Engine:
 
         manufacturer: str | None = None
         confidence = 0.0
-        conflicts: list[Rival] = []
+        rivals: dict[str, float] = {}
         if winner is not None:
             rivals = {m: s for m, s in maker_score.items() if m != winner and not self._consistent(m, winner)}
             best_rival = max(rivals.values(), default=0.0)
             confidence = sigmoid(maker_score[winner] - max(best_rival, 0.0))
-            if rivals:
-                # the rules behind each name: those naming it as maker or label, or naming a label it owns
-                rules_of: dict[str, set[str]] = {}
-                for h in hits:
-                    for name in (h.manufacturer, h.brand, self.label_maker(h.brand) if h.brand else None):
-                        if name:
-                            rules_of.setdefault(name, set()).add(h.rule)
-                for m, score in sorted(rivals.items(), key=lambda kv: -kv[1]):
-                    conflicts.append(Rival(m, round(sigmoid(score), 3), sorted(rules_of.get(m, ()))))
             if confidence >= MIN_CONFIDENCE:
                 manufacturer = winner
             else:
@@ -478,8 +484,9 @@ class Engine:
             device_type=device_type,
             confidence=confidence,
             hits=hits,
-            conflicts=conflicts,
+            rivals=rivals,
             relabel=relabel,
+            label_maker=self.label_maker,
         )
 
     def _consistent(self, name: str, maker: str) -> bool:
