@@ -99,6 +99,12 @@ async def _sip(ctx: ScanContext, targets: list[str], unicast: list[str]) -> list
     return await sip.discover(ctx, targets)  # SIP has no group to ask: each live host, once, by unicast
 
 
+async def _snmp(ctx: ScanContext, targets: list[str], unicast: list[str]) -> list[Observation]:
+    from scanner.discovery import snmp
+
+    return await snmp.discover(ctx, targets)
+
+
 async def _http(ctx: ScanContext, ip: str, port: CameraPort) -> list[Evidence]:
     from scanner.probes import http
 
@@ -139,6 +145,7 @@ DISCOVERY: tuple[DiscoveryBackend, ...] = (
     DiscoveryBackend("sadp", "Hikvision SADP inquiry (UDP 37020): model, serial, firmware, MAC", _sadp),
     DiscoveryBackend("dhip", "Dahua DHDiscover (UDP 37810): model, serial, firmware, vendor", _dhip),
     DiscoveryBackend("sip", "SIP OPTIONS to UDP 5060 of each live host: door stations' user agent", _sip, True),
+    DiscoveryBackend("snmp", "SNMPv2c get of sysDescr.0 (UDP 161, --snmp-community) from each live host", _snmp, True),
 )
 PORT_CHECK = "ports"  # the TCP connect check of camera_ports.PORTS, between discovery and the probes
 PROBES: tuple[ProbeBackend, ...] = (

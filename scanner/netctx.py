@@ -34,6 +34,7 @@ class ScanContext:
     timeout: float = 2.0  # per connection or request
     listen: float = 1.5  # how long multicast discovery listens for answers
     credentials: Credentials | None = None
+    snmp_community: str = "public"  # for the SNMP GetRequest of sysDescr.0; never logged or reported
     errors: list[str] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("camscan.scan"))

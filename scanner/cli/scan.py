@@ -60,6 +60,14 @@ def scan(
             dir_okay=False,
         ),
     ] = None,
+    snmp_community: Annotated[
+        str,
+        typer.Option(
+            help="SNMP community for the read of sysDescr.0 (method snmp). Never logged or reported.",
+            envvar="CAMSCAN_SNMP_COMMUNITY",
+            show_default=True,
+        ),
+    ] = "public",
     use_nmap: Annotated[
         bool, typer.Option("--nmap", help="Also run nmap -sV on the open ports found (needs nmap).")
     ] = False,
@@ -101,6 +109,7 @@ def scan(
         timeout=timeout,
         listen=listen,
         credentials=read_credentials(credentials) if credentials else None,
+        snmp_community=snmp_community,
     )
     run = Run(methods=[], scope=scope.describe())
     out = console()

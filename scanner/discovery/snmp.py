@@ -6,13 +6,21 @@ Camera 10.12.165`); devices also send traps carrying it. The value of sysDescr.0
 161) or a trap (to UDP 162) becomes `snmp.sysdescr` Evidence of the packet's source (docs/evidence.md).
 
 A pure parser of the BER the messages are written in (X.690, definite lengths only, as SNMP requires):
-bytes in, Evidence out, nothing sent, every length checked against what is there. SNMPv3 messages are
-skipped (their PDUs are usually encrypted).
+bytes in, Evidence out, every length checked against what is there. SNMPv3 messages are skipped (their PDUs
+are usually encrypted).
+
+The scan asks each live host once: an SNMPv2c GetRequest for sysDescr.0 to UDP 161 with the community of
+`--snmp-community` (default `public`, the factory setting of most agents that are on at all; never logged or
+reported). A read of one object, as every network inventory does; an agent that is off or has another
+community stays silent.
 """
 
 from __future__ import annotations
 
-from scanner.model import Evidence, evidence
+import secrets
+
+from scanner.model import Evidence, Observation, evidence
+from scanner.netctx import ScanContext
 
 PORT, TRAP_PORT = 161, 162
 SOURCE = "snmp"
@@ -21,7 +29,9 @@ MAX_VARBINDS = 256
 # sysDescr.0 = 1.3.6.1.2.1.1.1.0, as the content octets of its OBJECT IDENTIFIER
 SYSDESCR_OID = bytes([0x2B, 6, 1, 2, 1, 1, 1, 0])
 _SEQUENCE, _INTEGER, _OCTET_STRING, _OID = 0x30, 0x02, 0x04, 0x06
-_GET_RESPONSE, _TRAP_V1, _TRAP_V2, _INFORM = 0xA2, 0xA4, 0xA7, 0xA6
+_GET_REQUEST, _GET_RESPONSE, _TRAP_V1, _TRAP_V2, _INFORM = 0xA0, 0xA2, 0xA4, 0xA7, 0xA6
+_NULL = b"\x05\x00"
+MAX_COMMUNITY = 255
 
 
 class _BadBer(ValueError):
@@ -99,3 +109,75 @@ def _parse(data: bytes) -> list[Evidence]:
             value = data[pair[1][1] : pair[1][2]].decode("utf-8", "replace").strip().strip("\x00").strip()
             return [evidence("snmp.sysdescr", value, SOURCE)] if value else []
     return []
+
+
+def ber(tag: int, content: bytes) -> bytes:
+    """One BER element with a definite length (short form, or long form of up to four octets)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def _integer(value: int) -> bytes:
+    """A BER INTEGER: two's complement in as few octets as hold it."""
+    return ber(_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def _message(community: bytes, pdu_tag: int, request_id: int, bindings: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(ber(_SEQUENCE, ber(_OID, oid) + value) for oid, value in bindings)
+    pdu = ber(pdu_tag, _integer(request_id) + _integer(0) + _integer(0) + ber(_SEQUENCE, body))
+    return ber(_SEQUENCE, _integer(1) + ber(_OCTET_STRING, community) + pdu)
+
+
+def build_get(community: str, request_id: int | None = None) -> bytes:
+    """An SNMPv2c GetRequest for sysDescr.0."""
+    rid = secrets.randbits(31) if request_id is None else request_id
+    return _message(community.encode("utf-8")[:MAX_COMMUNITY], _GET_REQUEST, rid, [(SYSDESCR_OID, _NULL)])
+
+
+def build_response(community: bytes, request_id: int, sysdescr: str) -> bytes:
+    """The GetResponse an agent sends for sysDescr.0 (the lab's agents use it)."""
+    value = ber(_OCTET_STRING, sysdescr.encode("utf-8"))
+    return _message(community, _GET_RESPONSE, request_id, [(SYSDESCR_OID, value)])
+
+
+def read_get_request(data: bytes) -> tuple[bytes, int, list[bytes]] | None:
+    """(community, request id, the OIDs asked for) of an SNMPv1/v2c GetRequest; None for anything else."""
+    if not data or len(data) > MAX_MESSAGE:
+        return None
+    try:
+        tag, start, end = _tlv(data, 0, len(data))
+        parts = _children(data, start, end) if tag == _SEQUENCE else []
+        if len(parts) != 3 or parts[1][0] != _OCTET_STRING or parts[2][0] != _GET_REQUEST:
+            return None
+        fields = _children(data, parts[2][1], parts[2][2])
+        if len(fields) != 4 or fields[0][0] != _INTEGER or fields[3][0] != _SEQUENCE:
+            return None
+        request_id = int.from_bytes(data[fields[0][1] : fields[0][2]], "big", signed=True)
+        oids = []
+        for vb_tag, b_start, b_end in _children(data, fields[3][1], fields[3][2]):
+            pair = _children(data, b_start, b_end) if vb_tag == _SEQUENCE else []
+            if pair and pair[0][0] == _OID:
+                oids.append(data[pair[0][1] : pair[0][2]])
+        return data[parts[1][1] : parts[1][2]], request_id, oids
+    except _BadBer:
+        return None
+
+
+async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
+    """One GetRequest for sysDescr.0 to UDP 161 of each live host."""
+    from scanner.discovery.udp import udp_discovery
+
+    community = ctx.snmp_community
+    return await udp_discovery(
+        ctx,
+        name="SNMP",
+        port=PORT,
+        group=None,
+        probe=lambda: build_get(community),
+        parse=parse_message,
+        unicast=unicast,
+        repeats=1,
+    )

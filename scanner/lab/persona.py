@@ -117,6 +117,13 @@ class SipService(_M):
     allow: str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 
 
+class SnmpService(_M):
+    """An SNMP agent on UDP 161: a GetRequest with its community gets sysDescr.0; any other is ignored."""
+
+    sysdescr: str
+    community: str = "public"
+
+
 class TcpBanner(_M):
     port: int
     banner: str | None = None  # sent on connect (telnet, FTP, SSH); None: accept and wait silently
@@ -142,6 +149,7 @@ class Services(_M):
     sadp: dict[str, str] | None = None  # Hikvision SADP reply fields, XML element name -> value
     dhip: dict[str, str] | None = None  # Dahua DHDiscover reply fields (params.deviceInfo)
     sip: SipService | None = None
+    snmp: SnmpService | None = None
     tcp: list[TcpBanner] = Field(default_factory=list)
 
 

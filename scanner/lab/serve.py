@@ -54,6 +54,10 @@ async def start_services(ctx: Context) -> list[Any]:
         from scanner.lab.responders import sip
 
         closers += await sip.start(ctx)
+    if svc.snmp is not None:
+        from scanner.lab.responders import snmp
+
+        closers += await snmp.start(ctx)
     if svc.wsd is not None:
         from scanner.lab.responders import wsd
 
