@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
 
-Runs `python -m scanner identify` on JSON Lines corpora (default: the six held-out sets in
+Runs `python -m scanner identify` on JSON Lines corpora (default: the seven held-out sets in
 tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl,
-relabel-longtail-heldout.jsonl, nuclei-heldout.jsonl and nmap-heldout.jsonl, each scored on its own), compares each
-answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
+relabel-longtail-heldout.jsonl, nuclei-heldout.jsonl, nmap-heldout.jsonl and oem-heldout.jsonl, each scored on its
+own), compares each answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
 
 - the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
   non-camera given no maker at all also counts as right: naming no maker is never a wrong answer for a
@@ -39,6 +39,7 @@ DEFAULTS = [
     EVAL_DIR / "relabel-longtail-heldout.jsonl",
     EVAL_DIR / "nuclei-heldout.jsonl",
     EVAL_DIR / "nmap-heldout.jsonl",
+    EVAL_DIR / "oem-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
