@@ -190,55 +190,13 @@ def test_hikdahua_rows_keep_a_value_no_rule_quotes(ruleset: RuleSet) -> None:
     assert not spent, f"rows whose every value a rule quotes: {spent}"
 
 
-def test_longtail_values_are_no_rule_examples(ruleset: RuleSet) -> None:
-    """The long-tail split is only held out while no rule quotes its values (heldout.jsonl predates the
-    rule; its values were never used either, but older rules were not checked against it)."""
-    held = {e["value"] for row in _rows("longtail-heldout.jsonl") for e in row["evidence"]}
-    quoted = [
-        (rule.full_id, value)
-        for rule in ruleset.rules
-        for value in [ex.value for ex in rule.examples] + list(rule.counter_examples)
-        if value in held
-    ]
-    assert not quoted, f"held-out values quoted by rules: {quoted}"
-
-
-def test_nmap_set_floors_and_no_false_flag(engine: Engine, ruleset: RuleSet) -> None:
-    """nmap-heldout.jsonl (values nmap-service-probes matches as cameras, recorders, access control and look-alikes):
-    the maker share and the share right do not fall, and no non-camera is given a covered maker it is not made by."""
-    rows = [row for _, row in _named("nmap-heldout.jsonl")]
-    got = {row["id"]: _identify(engine, row) for row in rows}
-    exact = [row for row in rows if got[row["id"]] == row["expect"]["manufacturer"]]
-    right = [
-        row
-        for row in rows
-        if got[row["id"]] in (row["expect"]["manufacturer"], None if row["category"] == "non_camera" else "")
-    ]
-    flagged = [
-        (row["id"], got[row["id"]])
-        for row in rows
-        if row["category"] == "non_camera"
-        and got[row["id"]] not in (None, row["expect"]["manufacturer"])
-        and ruleset.makers[got[row["id"]]].covered
-    ]
-    assert not flagged, f"non-cameras given a covered maker: {flagged}"
-    assert len(exact) >= NMAP_MAKER_FLOOR, f"maker exactly right {len(exact)} of {len(rows)}"
-    assert len(right) >= NMAP_RIGHT_FLOOR, f"right {len(right)} of {len(rows)}"
-
-
 def test_nmap_values_are_no_rule_examples(ruleset: RuleSet) -> None:
     """nmap-heldout.jsonl stays held out while no rule quotes its values (generic nmap.devicetype words such as
     `webcam` or `media device` excepted: they are the fixed vocabulary of nmap, not a value of one device)."""
     held = {
         e["value"] for _, row in _named("nmap-heldout.jsonl") for e in row["evidence"] if e["key"] != "nmap.devicetype"
     }
-    quoted = [
-        (rule.full_id, value)
-        for rule in ruleset.rules
-        for value in [ex.value for ex in rule.examples] + list(rule.counter_examples)
-        if value in held
-    ]
-    assert not quoted, f"held-out values quoted by rules: {quoted}"
+    assert not _quoted(ruleset, held), f"held-out values quoted by rules: {_quoted(ruleset, held)}"
 
 
 def test_oem_set_floors_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) -> None:
@@ -268,70 +226,50 @@ def test_oem_set_floors_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) -> 
     assert len(recalled) >= OEM_RECALL_FLOOR, f"Hikvision/Dahua rows recognised {len(recalled)}"
 
 
-def test_oem_values_are_no_rule_examples(ruleset: RuleSet) -> None:
-    """oem-heldout.jsonl stays held out while no rule quotes its values."""
-    held = {e["value"] for _, row in _named("oem-heldout.jsonl") for e in row["evidence"]}
-    quoted = [
+def _quoted(ruleset: RuleSet, held: set[str]) -> list[tuple[str, str]]:
+    """(rule, value) for each held-out value a rule quotes as an example or a counter-example."""
+    return [
         (rule.full_id, value)
         for rule in ruleset.rules
         for value in [ex.value for ex in rule.examples] + list(rule.counter_examples)
         if value in held
     ]
-    assert not quoted, f"held-out values quoted by rules: {quoted}"
 
 
-def test_sip_set_floors_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) -> None:
-    """sip-heldout.jsonl (SIP User-Agent/Server values of IP phones, PBXs, ATAs, gateways, softphones and routers with
-    phone ports, from recog, Greenbone comments and SIP traces in public code): no maker named is a wrong one, no
-    non-camera is given a covered maker or a camera device type, and the shares do not fall."""
-    rows = [row for _, row in _named("sip-heldout.jsonl")]
-    results = {row["id"]: engine.identify([(e["key"], e["value"]) for e in row["evidence"]]) for row in rows}
-    got = {k: r.manufacturer for k, r in results.items()}
-    wrong = [(row["id"], got[row["id"]]) for row in rows if got[row["id"]] not in (None, row["expect"]["manufacturer"])]
-    assert not wrong, f"wrong makers: {wrong}"
-    camera_typed = [
-        (row["id"], results[row["id"]].device_type)
-        for row in rows
-        if row["category"] == "non_camera"
-        and results[row["id"]].device_type in ("camera", "recorder", "encoder", "intercom", "access_control")
-    ]
-    assert not camera_typed, f"non-cameras given a camera device type: {camera_typed}"
-    exact = [row for row in rows if got[row["id"]] == row["expect"]["manufacturer"]]
-    right = [
-        row
-        for row in rows
-        if got[row["id"]] in (row["expect"]["manufacturer"], None if row["category"] == "non_camera" else "")
-    ]
-    assert len(exact) >= SIP_MAKER_FLOOR, f"maker exactly right {len(exact)} of {len(rows)}"
-    assert len(right) >= SIP_RIGHT_FLOOR, f"right {len(right)} of {len(rows)}"
+@pytest.mark.parametrize(
+    "name", ["longtail-heldout.jsonl", "oem-heldout.jsonl", "sip-heldout.jsonl", "snmp-heldout.jsonl"]
+)
+def test_held_out_values_are_no_rule_examples(ruleset: RuleSet, name: str) -> None:
+    """A split is only held out while no rule quotes its values (heldout.jsonl predates the rule; its values were
+    never used either, but older rules were not checked against it)."""
+    held = {e["value"] for row in _rows(name) for e in row["evidence"]}
+    assert not _quoted(ruleset, held), f"held-out values quoted by rules: {_quoted(ruleset, held)}"
 
 
-def test_sip_values_are_no_rule_examples(ruleset: RuleSet) -> None:
-    """sip-heldout.jsonl stays held out while no rule quotes its values."""
-    held = {e["value"] for _, row in _named("sip-heldout.jsonl") for e in row["evidence"]}
-    quoted = [
-        (rule.full_id, value)
-        for rule in ruleset.rules
-        for value in [ex.value for ex in rule.examples] + list(rule.counter_examples)
-        if value in held
-    ]
-    assert not quoted, f"held-out values quoted by rules: {quoted}"
+# (set, floor of rows with the maker exactly as expected, floor of rows right, whether a wrong maker may stand: the
+# nmap set keeps one label-convention case, Hanwha for a Samsung Techwin label)
+FLOORS = [
+    ("nmap-heldout.jsonl", NMAP_MAKER_FLOOR, NMAP_RIGHT_FLOOR, True),
+    ("sip-heldout.jsonl", SIP_MAKER_FLOOR, SIP_RIGHT_FLOOR, False),
+    ("snmp-heldout.jsonl", SNMP_MAKER_FLOOR, SNMP_RIGHT_FLOOR, False),
+]
 
 
-def test_snmp_set_floors_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) -> None:
-    """snmp-heldout.jsonl (SNMP sysDescr of look-alikes that answer SNMP on camera networks: printers, switches,
-    routers, access points, UPSs, KVMs, storage, servers; Huawei and ZTE network gear; an Illustra camera): no maker
-    named is a wrong one, no non-camera is given a covered maker it is not made by, and the shares do not fall."""
-    rows = [row for _, row in _named("snmp-heldout.jsonl")]
+@pytest.mark.parametrize(("name", "maker_floor", "right_floor", "wrong_may_stand"), FLOORS)
+def test_set_floors_and_no_false_flag(
+    engine: Engine, ruleset: RuleSet, name: str, maker_floor: int, right_floor: int, wrong_may_stand: bool
+) -> None:
+    """nmap-heldout.jsonl (values nmap-service-probes matches as cameras, recorders, access control and look-alikes),
+    sip-heldout.jsonl (SIP User-Agent/Server values of phones, PBXs, ATAs, gateways and softphones) and
+    snmp-heldout.jsonl (sysDescr of printers, switches, routers, access points, UPSs, storage, servers, Huawei and ZTE
+    network gear, one camera): the maker share and the share right do not fall, no non-camera is given a covered
+    maker it is not made by, and (but for the nmap set's label case) no maker named is a wrong one."""
+    rows = _rows(name)
     got = {row["id"]: _identify(engine, row) for row in rows}
     wrong = [(row["id"], got[row["id"]]) for row in rows if got[row["id"]] not in (None, row["expect"]["manufacturer"])]
-    assert not wrong, f"wrong makers: {wrong}"
+    assert wrong_may_stand or not wrong, f"wrong makers: {wrong}"
     flagged = [
-        (row["id"], got[row["id"]])
-        for row in rows
-        if row["category"] == "non_camera"
-        and got[row["id"]] not in (None, row["expect"]["manufacturer"])
-        and ruleset.makers[got[row["id"]]].covered
+        (i, m) for i, m in wrong if m is not None and ruleset.makers[m].covered and _category(rows, i) == "non_camera"
     ]
     assert not flagged, f"non-cameras given a covered maker: {flagged}"
     exact = [row for row in rows if got[row["id"]] == row["expect"]["manufacturer"]]
@@ -340,17 +278,21 @@ def test_snmp_set_floors_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) ->
         for row in rows
         if got[row["id"]] in (row["expect"]["manufacturer"], None if row["category"] == "non_camera" else "")
     ]
-    assert len(exact) >= SNMP_MAKER_FLOOR, f"maker exactly right {len(exact)} of {len(rows)}"
-    assert len(right) >= SNMP_RIGHT_FLOOR, f"right {len(right)} of {len(rows)}"
+    assert len(exact) >= maker_floor, f"maker exactly right {len(exact)} of {len(rows)}"
+    assert len(right) >= right_floor, f"right {len(right)} of {len(rows)}"
 
 
-def test_snmp_values_are_no_rule_examples(ruleset: RuleSet) -> None:
-    """snmp-heldout.jsonl stays held out while no rule quotes its values."""
-    held = {e["value"] for _, row in _named("snmp-heldout.jsonl") for e in row["evidence"]}
-    quoted = [
-        (rule.full_id, value)
-        for rule in ruleset.rules
-        for value in [ex.value for ex in rule.examples] + list(rule.counter_examples)
-        if value in held
+def _category(rows: list[dict[str, Any]], row_id: str) -> str:
+    return next(row["category"] for row in rows if row["id"] == row_id)
+
+
+def test_sip_set_gives_no_camera_type(engine: Engine) -> None:
+    """No phone, PBX, ATA, gateway or softphone of sip-heldout.jsonl is typed as a camera, recorder or intercom."""
+    typed = [
+        (row["id"], result.device_type)
+        for row in _rows("sip-heldout.jsonl")
+        if row["category"] == "non_camera"
+        and (result := engine.identify([(e["key"], e["value"]) for e in row["evidence"]])).device_type
+        in ("camera", "recorder", "encoder", "intercom", "access_control")
     ]
-    assert not quoted, f"held-out values quoted by rules: {quoted}"
+    assert not typed, f"non-cameras given a camera device type: {typed}"
