@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import struct
@@ -89,3 +90,27 @@ def udp_listener(ctx: Context, group: str | None, port: int) -> socket.socket:
     if ctx.multicast and group:
         return multicast_socket(ctx, group, port)
     return unicast_socket(ctx, port)
+
+
+class _Answering(asyncio.DatagramProtocol):
+    """A datagram protocol that sends `reply(data)` back to the asker, when it is not None."""
+
+    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
+        self.reply = reply
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        answer = self.reply(data)
+        if answer is not None and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+
+async def answer_datagrams(sock: socket.socket, reply: Callable[[bytes], bytes | None]) -> list[object]:
+    """Serve `sock`: every datagram gets `reply(data)` sent back to where it came from (None: no answer). The
+    discovery responders (SADP, DHIP, SIP, SNMP) differ only in `reply`. Returns what to close at shutdown."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Answering(reply), sock=sock)
+    return [transport]

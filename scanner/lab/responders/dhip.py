@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 
-from scanner.lab.responders.base import Context, udp_listener
+from scanner.lab.responders.base import Context, answer_datagrams, udp_listener
 
 GROUP, PORT = "239.255.255.251", 37810
 MAGIC = b"\x20\x00\x00\x00DHIP"
@@ -29,19 +28,6 @@ def is_search(data: bytes) -> bool:
     return isinstance(doc, dict) and doc.get("method") == "DHDiscover.search"
 
 
-class _Dhip(asyncio.DatagramProtocol):
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if is_search(data) and self.transport is not None:
-            self.transport.sendto(self.answer, addr)
-
-
 async def start(ctx: Context) -> list[object]:
     fields = ctx.persona.services.dhip
     if not fields:
@@ -49,6 +35,4 @@ async def start(ctx: Context) -> list[object]:
     info: dict[str, object] = dict(fields)
     info.setdefault("IPv4Address", {"IPAddress": ctx.ip, "SubnetMask": "255.255.255.0", "DhcpEnable": False})
     answer = frame({"mac": ctx.persona.mac, "method": "client.notifyDevInfo", "params": {"deviceInfo": info}})
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Dhip(answer), sock=udp_listener(ctx, GROUP, PORT))
-    return [transport]
+    return await answer_datagrams(udp_listener(ctx, GROUP, PORT), lambda data: answer if is_search(data) else None)

@@ -3,13 +3,12 @@ ProbeMatch carrying the device's fields (model, serial, MAC, firmware), sent bac
 
 from __future__ import annotations
 
-import asyncio
 from xml.sax.saxutils import escape
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from scanner.lab.responders.base import Context, udp_listener
+from scanner.lab.responders.base import Context, answer_datagrams, udp_listener
 
 GROUP, PORT = "239.255.255.250", 37020
 
@@ -36,24 +35,13 @@ def probe_match(fields: dict[str, str], uuid: str) -> bytes:
     ).encode()
 
 
-class _Sadp(asyncio.DatagramProtocol):
-    def __init__(self, fields: dict[str, str]) -> None:
-        self.fields = fields
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        uuid = probe_uuid(data)
-        if uuid is not None and self.transport is not None:
-            self.transport.sendto(probe_match(self.fields, uuid), addr)  # firmware 5.7+ answers by unicast
-
-
 async def start(ctx: Context) -> list[object]:
     fields = ctx.persona.services.sadp
     if not fields:
         return []
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Sadp(fields), sock=udp_listener(ctx, GROUP, PORT))
-    return [transport]
+
+    def reply(data: bytes) -> bytes | None:
+        uuid = probe_uuid(data)
+        return probe_match(fields, uuid) if uuid is not None else None  # firmware 5.7+ answers by unicast
+
+    return await answer_datagrams(udp_listener(ctx, GROUP, PORT), reply)

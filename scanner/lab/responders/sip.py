@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from scanner.lab.persona import SipService
-from scanner.lab.responders.base import Context, unicast_socket
+from scanner.lab.responders.base import Context, answer_datagrams, unicast_socket
 
 PORT = 5060
 _ECHOED = ("via", "from", "to", "call-id", "cseq")  # RFC 3261 §8.2.6.2: copied from the request
@@ -25,25 +23,9 @@ def answer(request: bytes, svc: SipService, tag: str) -> bytes | None:
     return "\r\n".join(out).encode()
 
 
-class _Sip(asyncio.DatagramProtocol):
-    def __init__(self, svc: SipService, tag: str) -> None:
-        self.svc, self.tag = svc, tag
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = answer(data, self.svc, self.tag)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-
 async def start(ctx: Context) -> list[object]:
     svc = ctx.persona.services.sip
     if svc is None:
         return []
-    loop = asyncio.get_running_loop()
     tag = ctx.persona.id.replace("-", "")[:16]
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Sip(svc, tag), sock=unicast_socket(ctx, PORT))
-    return [transport]
+    return await answer_datagrams(unicast_socket(ctx, PORT), lambda data: answer(data, svc, tag))

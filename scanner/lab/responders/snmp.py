@@ -4,11 +4,9 @@ else gets no answer, as a real agent configured that way would give."""
 
 from __future__ import annotations
 
-import asyncio
-
 from scanner.discovery import snmp
 from scanner.lab.persona import SnmpService
-from scanner.lab.responders.base import Context, unicast_socket
+from scanner.lab.responders.base import Context, answer_datagrams, unicast_socket
 
 
 def answer(request: bytes, svc: SnmpService) -> bytes | None:
@@ -21,24 +19,8 @@ def answer(request: bytes, svc: SnmpService) -> bytes | None:
     return snmp.build_response(community, request_id, svc.sysdescr)
 
 
-class _Agent(asyncio.DatagramProtocol):
-    def __init__(self, svc: SnmpService) -> None:
-        self.svc = svc
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = answer(data, self.svc)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
-
-
 async def start(ctx: Context) -> list[object]:
     svc = ctx.persona.services.snmp
     if svc is None:
         return []
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Agent(svc), sock=unicast_socket(ctx, snmp.PORT))
-    return [transport]
+    return await answer_datagrams(unicast_socket(ctx, snmp.PORT), lambda data: answer(data, svc))
