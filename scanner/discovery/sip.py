@@ -16,7 +16,9 @@ port that asked.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
 
 from scanner.model import Evidence, Observation, evidence
 from scanner.netctx import ScanContext
@@ -101,8 +103,19 @@ async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
         parse=_answers_only,
         unicast=unicast,
         repeats=1,
-        unicast_probe=build_options,
+        unicast_probe=lambda target, local: build_options(target, _as_seen_by(target, local)),
     )
+
+
+def _as_seen_by(target: str, local: tuple[str, int]) -> tuple[str, int]:
+    """Our (address, port) as the target sees it, for the Via header: the socket's own, or, for a socket bound to
+    every address, the address the routing table picks for the target (a UDP connect sends nothing)."""
+    address, port = local
+    if address in ("0.0.0.0", ""):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as route:
+            route.connect((target, PORT))
+            address = route.getsockname()[0]
+    return address, port
 
 
 def _answers_only(data: bytes, source_ip: str) -> list[Evidence]:

@@ -34,7 +34,7 @@ async def udp_discovery(
 ) -> list[Observation]:
     """Probe, listen, parse. `probe()` is called for each send (fresh message ids); `unicast_probe(ip, local)`,
     when given, makes the datagram sent to one target instead (for a protocol whose unicast form differs, or
-    that names its own address and port in the message: `local` is the socket's, as the target will see it). With
+    that names its own address and port in the message: `local` is the socket's bound address and port). With
     `hear_group`, answers sent to the multicast group (not to the asker) are heard too. Answers from outside
     the scope, and our own datagrams, are dropped before parsing; every answer is parsed by
     `parse(data, source_ip)`."""
@@ -57,6 +57,7 @@ async def udp_discovery(
     pending: dict[asyncio.Task[tuple[bytes, tuple[str, int]]], socket.socket] = {}
     try:
         targets = [ip for ip in unicast if ctx.allowed(ip)]
+        local: tuple[str, int] = sock.getsockname()[:2]
         for i in range(repeats):
             if use_multicast and group is not None:
                 await ctx.rate.acquire()
@@ -65,7 +66,7 @@ async def udp_discovery(
                 for ip in targets:
                     await ctx.rate.acquire()
                     with contextlib.suppress(OSError):
-                        datagram = unicast_probe(ip, _local_address(sock, ip)) if unicast_probe else probe()
+                        datagram = unicast_probe(ip, local) if unicast_probe else probe()
                         await loop.sock_sendto(sock, datagram, (ip, port))
             if i + 1 < repeats:
                 await asyncio.sleep(0.05)
@@ -103,14 +104,3 @@ async def udp_discovery(
         obs.evidence = unique_evidence(obs.evidence)
         obs.mac = obs.mac or next((e.value for e in obs.evidence if e.key == "mac"), None)
     return list(found.values())
-
-
-def _local_address(sock: socket.socket, target: str) -> tuple[str, int]:
-    """(address, port) the target sees our datagrams come from: the socket's own, or, for a socket bound to
-    every address, the address the routing table picks for the target (a UDP connect sends nothing)."""
-    address, port = sock.getsockname()[:2]
-    if address in ("0.0.0.0", ""):
-        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_route:
-            probe_route.connect((target, 9))
-            address = probe_route.getsockname()[0]
-    return address, port
