@@ -101,6 +101,14 @@ def logit(p: float) -> float:
 _LOGIT: dict[float, float] = {}
 
 
+def _weight(p: float) -> float:
+    """A rule's log-odds, cached per confidence (a rule file uses a handful of values)."""
+    lg = _LOGIT.get(p)
+    if lg is None:
+        lg = _LOGIT[p] = logit(p)
+    return lg
+
+
 def sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -124,11 +132,6 @@ class Hit:
     firmware: str | None
     confidence: float
     source: str
-
-    @property
-    def weight(self) -> float:
-        """The rule's log-odds (cached per confidence: hits are cached per value, so this is cheap)."""
-        return _LOGIT.get(self.confidence) or _LOGIT.setdefault(self.confidence, logit(self.confidence))
 
     def to_rule_hit(self, value_cap: int = 512) -> RuleHit:
         value = self.value if len(self.value) <= value_cap else self.value[:value_cap] + "…"
@@ -420,9 +423,7 @@ class Engine:
         agrees = self._consistent
 
         for h in hits:
-            lg = _LOGIT.get(h.confidence)
-            if lg is None:
-                lg = _LOGIT.setdefault(h.confidence, logit(h.confidence))
+            lg = _weight(h.confidence)
             family = h.family
             # per (table, name), the strongest rule of each family: fam[family] = max(old, lg)
             if h.manufacturer:
