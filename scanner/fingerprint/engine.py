@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from scanner.fingerprint import vendor_token
 from scanner.fingerprint.oui import OuiRule
 from scanner.fingerprint.prefilter import FirstCharIndex
 from scanner.fingerprint.rules import Names, OemLink, Rule, RuleSet
@@ -36,6 +37,8 @@ from scanner.model import Conflict, DeviceType, Identity, Relabel, RuleHit, cap_
 
 MIN_CONFIDENCE = 0.65
 UNLISTED_CONFIDENCE = 0.66
+VENDOR_TOKEN_CONFIDENCE = 0.7  # a maker's name where its protocol puts the vendor (vendor_token.py)
+VENDOR_TOKEN_RULE = "/vendor-token"
 LABEL_KEYS = frozenset({"onvif.manufacturer", "upnp.manufacturer", "wsd.scope"})
 _MFR_SCOPE = re.compile(r"(?i)^onvif://www\.onvif\.org/(?:mfr|manufacturer)/([^/]{2,80})/?$")
 
@@ -246,6 +249,7 @@ class Engine:
         self._links: dict[tuple[str, str], OemLink] = {}
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
         self._agree: dict[tuple[str, str], bool] = {}  # (name, maker) -> agree by the data alone
+        self._names_longest_first: list[str] | None = None
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
             if link.relationship == "owned":
@@ -306,7 +310,67 @@ class Engine:
         # a MAC a rule extracted is looked up as `mac` Evidence is (cached per normalised MAC, like models)
         for mac in dict.fromkeys(filter(None, map(normalise_mac, macs))):
             hits.extend(replace(h, key=key, value=value) for h in self.match("mac", mac))
+        if key in vendor_token.KEYS and not any(h.manufacturer or h.brand or h.candidates for h in hits):
+            token = self._vendor_token(key, value, hits)
+            if token is not None:
+                hits.append(token)
         return hits
+
+    def _vendor_token(self, key: str, value: str, hits: list[Hit]) -> Hit | None:
+        """No rule knows this product header or banner, but a maker's name stands where its protocol puts
+        the vendor's (vendor_token.py): that name, read through the reviewed manufacturer-name rules (ONVIF,
+        then UPnP), else an exact maker name of makers.yaml, as a label. A name those rules call shared
+        (`IPCAM`) names nobody."""
+        for place in vendor_token.places(key, value):
+            text = value[place : place + vendor_token.HEAD]
+            if vendor_token.names_nobody(text):
+                return None
+            for name_key in ("onvif.manufacturer", "upnp.manufacturer"):
+                found = self.match(name_key, text)
+                named = next((h for h in found if h.brand or h.manufacturer), None)
+                if named is not None:
+                    brand = named.brand or named.manufacturer
+                    return self._token_hit(key, value, brand, f"rule {named.rule} on {text!r}", hits)
+                if any(h.candidates for h in found):
+                    return None
+            for name in self._maker_names():
+                if vendor_token.starts_with_name(text, name):
+                    return self._token_hit(key, value, name, f"the maker name {name!r} of makers.yaml", hits)
+        return None
+
+    def _maker_names(self) -> list[str]:
+        names = self._names_longest_first
+        if names is None:
+            names = self._names_longest_first = sorted(self.ruleset.makers, key=lambda n: (-len(n), n))
+        return names
+
+    def _token_hit(self, key: str, value: str, brand: str | None, why: str, hits: list[Hit]) -> Hit | None:
+        """The vendor-token hit, unless a rule on the same value says it is not a camera while the name is
+        a camera maker's: two companies can share a name (AVTECH Software's environment monitors are not
+        AVTECH Corporation's DVRs), and a wrong maker is worse than none."""
+        if not brand:
+            return None
+        maker = self.ruleset.makers.get(self.label_maker(brand))
+        if maker is not None and maker.kind == "camera" and any(h.device_type == "other" for h in hits):
+            return None
+        files = self.ruleset.rules_for(key)
+        family = files[0][0].family if files and files[0] else key
+        return self._normalise(
+            Hit(
+                rule=f"{family}{VENDOR_TOKEN_RULE}",
+                family=family,
+                key=key,
+                value=value,
+                manufacturer=None,
+                brand=brand,
+                candidates=(),
+                device_type=None,
+                model=None,
+                firmware=None,
+                confidence=VENDOR_TOKEN_CONFIDENCE,
+                source=f"a maker's name where this protocol puts the vendor's product token ({why})",
+            )
+        )
 
     def _hit(
         self,
@@ -472,9 +536,12 @@ class Engine:
             device_type = best if type_score[best] > 0 else None
         if device_type is None and manufacturer:
             # No evidence of the type: a maker that sells mainly cameras -> camera; a non-camera maker ->
-            # other; a maker of many kinds of product (TP-Link, Huawei) -> unknown.
+            # other; a maker of many kinds of product (TP-Link, Huawei) -> unknown. A camera maker's name in
+            # a product header alone does not say which of its products this is (Axis print servers, 2N GSM
+            # gateways): no type then.
             kind = self.ruleset.makers[manufacturer].kind
-            device_type = {"camera": "camera", "other": "other"}.get(kind)
+            if kind == "other" or (kind == "camera" and self._says_more_than_name(hits, manufacturer)):
+                device_type = kind
 
         model, firmware = self._pick(hits, manufacturer)
         return Result(
@@ -489,6 +556,15 @@ class Engine:
             relabel=relabel,
             label_maker=self.label_maker,
         )
+
+    def _says_more_than_name(self, hits: list[Hit], maker: str) -> bool:
+        """Whether some evidence other than a vendor token supports `maker`."""
+        for h in hits:
+            if h.rule.endswith(VENDOR_TOKEN_RULE):
+                continue
+            if h.manufacturer == maker or (h.brand and self._consistent(h.brand, maker)):
+                return True
+        return False
 
     def _consistent(self, name: str, maker: str) -> bool:
         """Whether a maker or brand name agrees with `maker`: the same, owned by it, an OEM relationship, or
