@@ -6,6 +6,7 @@ end. The fixtures and their provenance: tests/fixtures/pcaps/README.md."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import subprocess
 import sys
@@ -60,6 +61,11 @@ SYNTHETIC: dict[str, dict[str, tuple[str | None, str | None, bool, dict[str, str
         "192.168.70.5": (None, None, False, {"sip.user_agent": "Asterisk PBX 18.10.0"}),
         "192.168.70.64": ("Hikvision", "Hikvision", True, {"snmp.sysdescr": "Hikvision company products"}),
         "192.168.70.41": ("Axis", "Axis", False, {"snmp.sysdescr": AXIS_TRAP_SYSDESCR}),
+    },
+    "synthetic_ipv6.pcap": {
+        "192.168.70.40": ("Hikvision", "Hikvision", True, {"http.server": "App-webs/", "mac": "58:50:ed:aa:00:40"}),
+        "fe80::aecc:8eff:feaa:41": ("Axis", "Axis", False, {"mac": "ac:cc:8e:aa:00:41"}),
+        "fe80::1c2d:3e4f:5a6b:7c8d": (None, None, False, {"ssdp.server": "Linux/2.6.35, UPnP/1.0, Printer/1.0"}),
     },
     "synthetic_raw_ip.pcap": {
         "10.9.0.5": ("Hikvision", "Hikvision", True, {"sadp.device_description": "DS-2CD2143G2-I"}),
@@ -134,7 +140,16 @@ def test_lab_capture_names_every_persona(name: str, shipped_engine, packs) -> No
         if p.expect.device_type == "other":
             assert d.device_type is None or d.device_type.value not in CAMERA_TYPES, p.id
     others = [d for ip, d in found.items() if ip not in {p.ip for p in personas}]
-    assert [(d.ip, d.flagged, d.manufacturer) for d in others] == [("10.77.0.2", False, None)]  # the scanner
+    v4 = [(d.ip, d.flagged, d.manufacturer) for d in others if ":" not in d.id]
+    assert v4 == [("10.77.0.2", False, None)]  # the scanner
+    # the lab's bridge and veth ends speak IPv6 Neighbor Discovery from link-local addresses: a MAC and nothing more
+    for d in others:
+        if ":" in d.id:
+            assert d.id.startswith("fe80:") and not d.flagged and d.manufacturer is None
+            assert {e.key for e in d.evidence} == {"mac"}
+    # every persona's kernel sent IPv6 from its EUI-64 link-local address: joined to its IPv4 host by the MAC
+    hik = next(p for p in personas if p.id == "hik-bullet")
+    assert eui64_link_local(hik.mac) in found[hik.ip].other_ips
     assert any("time span" in line for line in result.limitations)
 
 
@@ -163,6 +178,32 @@ def test_synthetic_capture(name: str, shipped_engine, packs) -> None:  # type: i
         assert (d.manufacturer, d.brand, d.flagged) == (maker, brand, flagged), host_id
         for key, value in must.items():
             assert value in values(d, key), (host_id, key, values(d, key))
+
+
+def eui64_link_local(mac: str) -> str:
+    """fe80:: + the modified EUI-64 interface identifier of a MAC (RFC 4291 appendix A), written independently of
+    scanner/passive/hosts.py."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 2]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
+
+
+def test_ipv6_devices_join_their_ipv4_host_and_only_the_lan_counts(shipped_engine, packs) -> None:  # type: ignore[no-untyped-def]
+    """The camera's unique local address (its MAC from a Neighbor Advertisement) and its EUI-64 link-local
+    address join its IPv4 host; HTTP over IPv6 TCP and a WS-Discovery Hello behind a hop-by-hop header are read;
+    an internet server's global address, a fragment and an off-link Neighbor Advertisement are not used."""
+    result = analyse_captures([PCAPS / "synthetic_ipv6.pcap"])
+    found = devices(result, shipped_engine, packs)
+    hik = found["192.168.70.40"]
+    assert sorted(hik.other_ips) == ["fd00:70::40", eui64_link_local("58:50:ed:aa:00:40")]
+    assert "onvif://www.onvif.org/hardware/DS-2CD2143G2-I" in values(hik, "wsd.scope")
+    assert "80/tcp" in values(hik, "port.open")
+    axis = found["fe80::aecc:8eff:feaa:41"]
+    assert [e.source for e in axis.evidence if e.key == "mac"] == ["pcap:eui64"]
+    assert found["fe80::1c2d:3e4f:5a6b:7c8d"].mac is None  # a random interface identifier carries no MAC
+    assert not any("2001:db8" in ip or ip == "fd00:70::99" for d in found.values() for ip in [d.id, *d.other_ips])
+    assert any("1 IPv6 fragments were not reassembled" in line for line in result.limitations)
+    assert any("1 messages from public" in line for line in result.limitations)
 
 
 def test_sip_and_snmp_speak_for_their_sender_only(shipped_engine, packs) -> None:  # type: ignore[no-untyped-def]

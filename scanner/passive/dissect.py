@@ -1,10 +1,12 @@
 """The dissector of the passive audit: packets -> the protocol parsers -> Evidence per source address.
 
 It looks at Ethernet (+802.1Q/802.1ad), Linux cooked (SLL, SLL2), raw IP and BSD loopback frames, IPv4 (with
-reassembly of fragmented UDP), ARP, UDP and TCP, using integer indexing into the reader's chunk so that an
+reassembly of fragmented UDP), IPv6 (extension headers walked; fragments counted, not reassembled), ARP, IPv6
+Neighbor Discovery, UDP and TCP, using integer indexing into the reader's chunk so that an
 ordinary packet costs no Python object beyond its record header. Only what matters reaches a parser:
 
     ARP                 discovery.arp.parse_arp: sender IP -> `mac`
+    NDP (ICMPv6)        link-layer address options of solicitations and advertisements: IPv6 address -> `mac`
     DHCP (67/68)        discovery.dhcp.parse_dhcp: chaddr -> `mac`, option 12 -> `hostname`, 60 -> vendor class
     mDNS (5353)         discovery.mdns.parse_mdns_answer
     WS-Discovery (3702) discovery.wsd.parse_probe_matches (Hello and ProbeMatches)
@@ -17,8 +19,9 @@ ordinary packet costs no Python object beyond its record header. Only what matte
                         1.0-1.2 Certificate messages, SSH/FTP/telnet greetings, SYN-ACKs -> `port.open`
 
 Evidence is about the packet's source only (an HTTP answer speaks for the server, never for the client), and
-only for private, loopback, link-local and shared (RFC 6598) addresses: the devices of the audited LAN, not the
-internet servers its workstations talk to.
+only for private, loopback, link-local and shared (RFC 6598) addresses, and IPv6 link-local and unique local
+ones: the devices of the audited LAN, not the internet servers its workstations talk to (a global IPv6
+address cannot be told from one, so it is counted, not used).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from scanner.discovery import dhip, mdns, sadp, sip, snmp, ssdp, wsd
 from scanner.discovery.arp import parse_arp
 from scanner.discovery.dhcp import parse_dhcp
 from scanner.model import Evidence, Host, evidence
-from scanner.passive.flows import MAX_HOSTS, TcpFlows
+from scanner.passive.flows import MAX_HOSTS, TcpFlows, address
 
 __all__ = ["MAX_HOSTS", "Analyzer", "private_address"]
 
@@ -63,6 +66,11 @@ class _Fragments:
 
 
 SHARED_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598, carrier-grade NAT and some site networks
+LOCAL_V6 = (ipaddress.IPv6Network("fe80::/10"), ipaddress.IPv6Network("fc00::/7"))  # link-local, unique local
+# AF_INET6 of the BSDs (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS), as written by the capturing host, either order
+_BSD_INET6 = frozenset({24, 28, 30, 0x18000000, 0x1C000000, 0x1E000000})
+_IPV6_OPTION_HEADERS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options (RFC 8200 §4)
+_NDP_OPTIONS_AT = {133: 8, 134: 16, 135: 24, 136: 24}  # ICMPv6 type -> where its options start (RFC 4861 §4)
 
 
 def _when(ts: float) -> datetime | None:
@@ -72,12 +80,18 @@ def _when(ts: float) -> datetime | None:
 
 
 def private_address(ip: str) -> bool:
+    """Whether an address is a device of the audited LAN: IPv4 private, loopback, link-local or shared; IPv6
+    link-local, unique local or loopback. A global IPv6 address cannot be told from an internet server's."""
     try:
-        addr = ipaddress.IPv4Address(ip)
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
     if addr.is_multicast or addr.is_unspecified or ip == "255.255.255.255":
         return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return private_address(str(addr.ipv4_mapped))
+        return addr.is_loopback or any(addr in net for net in LOCAL_V6)
     return addr.is_private or addr.is_link_local or addr in SHARED_SPACE  # is_private covers loopback
 
 
@@ -190,53 +204,118 @@ class Analyzer:
                 return
             t = q + ihl
             if proto == 6:
-                tcp = self.tcp
-                if t + 20 > iend:
-                    return
-                off = t + ((d[t + 12] >> 4) << 2)
-                flags = d[t + 13]
-                sport = d[t] << 8 | d[t + 1]
-                if flags & 0x12 == 0x12:
-                    tcp.syn_ack(d, q, t, sport)
-                    return
-                if off >= iend:
-                    if flags & 5 and sport in tcp.ports:
-                        tcp.close(d[q + 12 : q + 20] + d[t : t + 4])
-                    return
-                if sport in tcp.ports:
-                    key = d[q + 12 : q + 20] + d[t : t + 4]
-                    flow = tcp.flows.get(key)
-                    if flow is not None:
-                        tcp.resume(key, flow, d, t, off, iend, flags)
-                        return
-                b0 = d[off]
-                if b0 == 72 and d.startswith(b"HTTP/1.", off):
-                    tcp.start(d, q, t, off, iend, flags, "http", ts)
-                elif b0 == 82 and d.startswith(b"RTSP/1.", off):
-                    tcp.start(d, q, t, off, iend, flags, "rtsp", ts)
-                elif b0 == 22 and off + 6 <= iend and d[off + 1] == 3 and d[off + 5] == 2:
-                    tcp.start(d, q, t, off, iend, flags, "tls", ts)
-                elif (
-                    (b0 == 71 and d.startswith(b"GET ", off))
-                    or (b0 == 80 and d.startswith(b"POST ", off))
-                    or (b0 == 72 and d.startswith(b"HEAD ", off))
-                ):
-                    tcp.request(d, q, t, off, iend)
-                elif sport in BANNER_KINDS:
-                    tcp.banner(d, q, t, off, iend, flags, sport, ts)
+                self._tcp(d, q + 12, 4, t, iend, ts)
             elif proto == 17:
-                if t + 8 > iend:
-                    return
-                sport = d[t] << 8 | d[t + 1]
-                dport = d[t + 2] << 8 | d[t + 3]
-                if sport in UDP_PORTS or dport in UDP_PORTS:
-                    ulen = d[t + 4] << 8 | d[t + 5]
-                    uend = t + ulen if ulen >= 8 and t + ulen <= iend else iend
-                    self._udp(socket.inet_ntoa(d[q + 12 : q + 16]), sport, dport, bytes(d[t + 8 : uend]), ts)
+                self._udp_header(d, q + 12, 4, t, iend, ts)
         elif et == 0x0806:
             self._arp(d[q:end], ts)
         elif et == 0x86DD:
-            self._count("ipv6")
+            self._ipv6(d, q, end, ts)
+
+    def _tcp(self, d: bytes, a: int, n: int, t: int, iend: int, ts: float) -> None:
+        """One TCP segment at `t`, its addresses at `a` (`n` bytes each): SYN-ACKs, server flows, requests."""
+        tcp = self.tcp
+        if t + 20 > iend:
+            return
+        off = t + ((d[t + 12] >> 4) << 2)
+        flags = d[t + 13]
+        sport = d[t] << 8 | d[t + 1]
+        if flags & 0x12 == 0x12:
+            tcp.syn_ack(d, a, n, t, sport)
+            return
+        if off >= iend:
+            if flags & 5 and sport in tcp.ports:
+                tcp.close(d[t : t + 4] + d[a : a + 2 * n])
+            return
+        if sport in tcp.ports:
+            key = d[t : t + 4] + d[a : a + 2 * n]
+            flow = tcp.flows.get(key)
+            if flow is not None:
+                tcp.resume(key, flow, d, t, off, iend, flags)
+                return
+        b0 = d[off]
+        if b0 == 72 and d.startswith(b"HTTP/1.", off):
+            tcp.start(d, a, n, t, off, iend, flags, "http", ts)
+        elif b0 == 82 and d.startswith(b"RTSP/1.", off):
+            tcp.start(d, a, n, t, off, iend, flags, "rtsp", ts)
+        elif b0 == 22 and off + 6 <= iend and d[off + 1] == 3 and d[off + 5] == 2:
+            tcp.start(d, a, n, t, off, iend, flags, "tls", ts)
+        elif (
+            (b0 == 71 and d.startswith(b"GET ", off))
+            or (b0 == 80 and d.startswith(b"POST ", off))
+            or (b0 == 72 and d.startswith(b"HEAD ", off))
+        ):
+            tcp.request(d, a, n, t, off, iend)
+        elif sport in BANNER_KINDS:
+            tcp.banner(d, a, n, t, off, iend, flags, sport, ts)
+
+    def _udp_header(self, d: bytes, a: int, n: int, t: int, iend: int, ts: float) -> None:
+        if t + 8 > iend:
+            return
+        sport = d[t] << 8 | d[t + 1]
+        dport = d[t + 2] << 8 | d[t + 3]
+        if sport in UDP_PORTS or dport in UDP_PORTS:
+            ulen = d[t + 4] << 8 | d[t + 5]
+            uend = t + ulen if ulen >= 8 and t + ulen <= iend else iend
+            self._udp(address(d, a, n), sport, dport, bytes(d[t + 8 : uend]), ts)
+
+    def _ipv6(self, d: bytes, q: int, end: int, ts: float) -> None:
+        """An IPv6 packet (RFC 8200): the extension headers walked to TCP, UDP or ICMPv6. Fragments are not
+        reassembled (counted): discovery answers over IPv6 fit one frame on a LAN."""
+        if q + 40 > end or d[q] >> 4 != 6:
+            return
+        plen = d[q + 4] << 8 | d[q + 5]
+        iend = q + 40 + plen
+        if plen == 0 or iend > end:  # 0: a jumbogram or segmentation offload
+            iend = end
+        nh = d[q + 6]
+        t = q + 40
+        for _ in range(8):  # a bound on the chain of extension headers
+            if nh in _IPV6_OPTION_HEADERS:
+                if t + 8 > iend:
+                    return
+                nh, t = d[t], t + ((d[t + 1] + 1) << 3)
+            elif nh == 44:  # fragment header: only an atomic fragment (offset 0, no more) is whole
+                if t + 8 > iend:
+                    return
+                if (d[t + 2] << 8 | d[t + 3]) & 0xFFF9:
+                    self._count("ipv6 fragments")
+                    return
+                nh, t = d[t], t + 8
+            else:
+                break
+        if t > iend:
+            return
+        if nh == 6:
+            self._tcp(d, q + 8, 16, t, iend, ts)
+        elif nh == 17:
+            self._udp_header(d, q + 8, 16, t, iend, ts)
+        elif nh == 58:
+            self._ndp(d, q, t, iend, ts)
+
+    def _ndp(self, d: bytes, q: int, t: int, iend: int, ts: float) -> None:
+        """Neighbor Discovery (RFC 4861): the link-layer address an IPv6 node gives for itself (source
+        link-layer option of a Router/Neighbor Solicitation or a Router Advertisement) or for the target of its
+        Neighbor Advertisement (target link-layer option): IPv6's ARP."""
+        if t + 8 > iend or d[q + 7] != 255:  # RFC 4861 §7.1: hop limit 255, else it came from off the link
+            return
+        kind = d[t]
+        start = _NDP_OPTIONS_AT.get(kind)
+        if start is None or t + start > iend:
+            return
+        if kind == 136:
+            ip, want = address(d, t + 8, 16), 2
+        else:
+            ip, want = address(d, q + 8, 16), 1
+        o = t + start
+        while o + 8 <= iend:
+            size = d[o + 1] << 3
+            if size == 0:
+                return  # RFC 4861 §4.6: a zero-length option: the packet is to be dropped
+            if d[o] == want and size == 8:
+                self._neighbour(ip, ":".join(f"{b:02x}" for b in d[o + 2 : o + 8]), ts)
+                return
+            o += size
 
     def _other_link(self, d: bytes, p: int, end: int, link: int) -> tuple[int, int]:
         """(ethertype, network-layer offset) for the link types other than Ethernet; (0, 0) for unknown."""
@@ -248,9 +327,11 @@ class Analyzer:
             return (0x0800 if d[p] >> 4 == 4 else 0x86DD if d[p] >> 4 == 6 else 0), p
         if link in (LINK_NULL, LINK_LOOP) and p + 4 <= end:
             family = struct.unpack_from(">I" if link == LINK_LOOP else "=I", d, p)[0]
-            if family not in (2, 0x02000000):
-                return 0, 0
-            return 0x0800, p + 4
+            if family in (2, 0x02000000):
+                return 0x0800, p + 4
+            if family in _BSD_INET6:
+                return 0x86DD, p + 4
+            return 0, 0
         if link not in SUPPORTED_LINKS:
             self._count(f"link type {link}")
         return 0, 0
@@ -299,9 +380,13 @@ class Analyzer:
 
     def _arp(self, data: bytes, ts: float) -> None:
         pair = parse_arp(data)
-        if pair is None:
+        if pair is not None:
+            self._neighbour(*pair, ts)
+
+    def _neighbour(self, ip: str, mac: str, ts: float) -> None:
+        """An address and the MAC that claims it, from ARP or IPv6 Neighbor Discovery."""
+        if mac in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff") or ip in ("0.0.0.0", "::"):
             return
-        ip, mac = pair
         known = self.arp.get(ip)
         if known is None:
             if len(self.arp) >= MAX_HOSTS:

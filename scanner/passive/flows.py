@@ -34,6 +34,13 @@ MAX_MESSAGES = http.MAX_MESSAGES  # HTTP/RTSP answers parsed per flow
 Emit = Callable[[str, Iterable[Evidence], float, str], None]  # (source address, items, time, protocol)
 
 
+def address(d: bytes, a: int, n: int) -> str:
+    """The address of `n` bytes (4: IPv4, 16: IPv6) at offset `a`, as text (RFC 5952 form for IPv6)."""
+    if n == 4:
+        return socket.inet_ntoa(d[a : a + 4])
+    return socket.inet_ntop(socket.AF_INET6, d[a : a + 16])
+
+
 @dataclass(slots=True)
 class Flow:
     kind: str  # http, rtsp, tls, ssh, ftp, telnet
@@ -47,7 +54,9 @@ class Flow:
 class TcpFlows:
     """The TCP side of the dissector: SYN-ACKs (open ports; telnet's first sequence number), request paths,
     and the server side of HTTP, RTSP, TLS and banner flows. Keys are the server-side 4-tuple as bytes
-    (source address, destination address, source port, destination port), cut from the packet."""
+    (source port, destination port, source address, destination address), cut from the packet. A segment is
+    given as the packet `d`, `a` the offset of its source address (the destination follows it), `n` the
+    address length (4 for IPv4, 16 for IPv6) and `t` the offset of its TCP header."""
 
     def __init__(self, emit: Emit, count: Callable[[str], None]) -> None:
         self.emit = emit
@@ -58,8 +67,8 @@ class TcpFlows:
         self.syn_acks: dict[bytes, int] = {}  # server-side flow key -> ISN, for telnet greetings
         self.open_ports: dict[str, set[str]] = {}
 
-    def syn_ack(self, d: bytes, q: int, t: int, sport: int) -> None:
-        src = socket.inet_ntoa(d[q + 12 : q + 16])
+    def syn_ack(self, d: bytes, a: int, n: int, t: int, sport: int) -> None:
+        src = address(d, a, n)
         ports = self.open_ports.get(src)
         if ports is None:
             if len(self.open_ports) >= MAX_HOSTS:
@@ -68,15 +77,15 @@ class TcpFlows:
         if len(ports) < MAX_PORTS_PER_HOST:
             ports.add(f"{sport}/tcp")
         if sport == 23:
-            key = d[q + 12 : q + 20] + d[t : t + 4]
+            key = d[t : t + 4] + d[a : a + 2 * n]
             self.syn_acks[key] = int.from_bytes(d[t + 4 : t + 8], "big")
             if len(self.syn_acks) > MAX_PENDING:
                 self.syn_acks.pop(next(iter(self.syn_acks)))
 
-    def request(self, d: bytes, q: int, t: int, off: int, iend: int) -> None:
+    def request(self, d: bytes, a: int, n: int, t: int, off: int, iend: int) -> None:
         """Remember the paths of the requests in this segment (pipelined ones too) for the answers that will
         come on the same connection, in the same order."""
-        key = d[q + 16 : q + 20] + d[q + 12 : q + 16] + d[t + 2 : t + 4] + d[t : t + 2]
+        key = d[t + 2 : t + 4] + d[t : t + 2] + d[a + n : a + 2 * n] + d[a : a + n]
         paths = self.paths.get(key)
         if paths is None:
             paths = self.paths[key] = []
@@ -100,7 +109,7 @@ class TcpFlows:
             head = http.parse_response(b"HTTP/1.1 200 X\r\n" + data[pos : pos + bounds[0]].split(b"\n", 1)[-1])
             pos += bounds[1] + (head.content_length() or 0)
 
-    def banner(self, d: bytes, q: int, t: int, off: int, iend: int, flags: int, sport: int, ts: float) -> None:
+    def banner(self, d: bytes, a: int, n: int, t: int, off: int, iend: int, flags: int, sport: int, ts: float) -> None:
         """The first server bytes on 21/22/23: an SSH identification or an FTP 220 greeting whenever seen (the
         first line says what it is, or for FTP a 220 line within the first bytes, after a line some DVRs send
         before the reply); a telnet greeting only when its SYN-ACK shows it starts the stream."""
@@ -109,21 +118,21 @@ class TcpFlows:
             return
         if kind == "ftp" and not (d.startswith(b"220", off) or b"\n220" in d[off : min(iend, off + 256)]):
             return
-        key = d[q + 12 : q + 20] + d[t : t + 4]
+        key = d[t : t + 4] + d[a : a + 2 * n]
         if kind == "telnet":
             isn = self.syn_acks.pop(key, None)
             if isn is None or int.from_bytes(d[t + 4 : t + 8], "big") != (isn + 1) & 0xFFFFFFFF:
                 return
-        self.start(d, q, t, off, iend, flags, kind, ts)
+        self.start(d, a, n, t, off, iend, flags, kind, ts)
 
-    def start(self, d: bytes, q: int, t: int, off: int, iend: int, flags: int, kind: str, ts: float) -> None:
-        key = d[q + 12 : q + 20] + d[t : t + 4]
+    def start(self, d: bytes, a: int, n: int, t: int, off: int, iend: int, flags: int, kind: str, ts: float) -> None:
+        key = d[t : t + 4] + d[a : a + 2 * n]
         if len(self.flows) >= MAX_FLOWS:
             self.close(next(iter(self.flows)))
             self.count("flows parsed early (too many at once)")
         cap = TLS_CAP if kind == "tls" else BANNER_CAP if kind in BANNER_KINDS.values() else FLOW_CAP
         seq = int.from_bytes(d[t + 4 : t + 8], "big")
-        flow = Flow(kind, socket.inet_ntoa(d[q + 12 : q + 16]), seq, ts, cap=cap)
+        flow = Flow(kind, address(d, a, n), seq, ts, cap=cap)
         self.flows[key] = flow
         sport = d[t] << 8 | d[t + 1]
         self.ports[sport] = self.ports.get(sport, 0) + 1
@@ -152,7 +161,7 @@ class TcpFlows:
         flow = self.flows.pop(key, None)
         if flow is None:
             return
-        sport = key[8] << 8 | key[9]
+        sport = key[0] << 8 | key[1]
         left = self.ports.get(sport, 1) - 1
         if left:
             self.ports[sport] = left
@@ -200,5 +209,3 @@ def http_evidence(answers: list[bytes], paths: list[str]) -> list[Evidence]:
         else:
             out += http.response_evidence(resp, root=path in (None, "/"))
     return out
-
-

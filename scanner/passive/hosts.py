@@ -1,13 +1,16 @@
 """Host assembly at the end of a passive audit: one Host per device from what the dissector kept.
 
-Addresses are joined by MAC (model.merge_observations). ARP gives an address its MAC unless the MAC claims
-too many addresses (a router or proxy ARP: PROXY_ARP) or the address was claimed by two MACs; a DHCP client
+Addresses are joined by MAC (model.merge_observations), so a device's IPv4 and IPv6 addresses become one
+host. ARP (or IPv6 Neighbor Discovery; else the MAC inside a modified EUI-64 link-local address) gives an
+address its MAC unless the MAC claims too many addresses (a router or proxy ARP: PROXY_ARP) or the address
+was claimed by two MACs; a DHCP client
 whose address never showed becomes a host of its MAC alone; a SYN-ACK alone does not make a device (an
 internet server would), so open ports are added only to hosts seen otherwise.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from scanner.model import Host, Observation, evidence, merge_observations, normalise_mac
@@ -28,7 +31,13 @@ def assemble_hosts(a: Analyzer) -> list[Host]:
     for ip, (mac, ts) in a.arp.items():
         if mac not in a.proxies and ip not in a.arp_conflicts:
             macs[ip] = mac
-            a.add(ip, [evidence("mac", mac, "arp")], ts, "arp")
+            proto = "ndp" if ":" in ip else "arp"
+            a.add(ip, [evidence("mac", mac, proto)], ts, proto)
+    for ip in list(a.evidence):
+        derived = None if ip in macs else eui64_mac(ip)
+        if derived is not None and derived not in a.proxies:
+            macs[ip] = derived
+            a.add(ip, [evidence("mac", derived, "eui64")], 0.0, "eui64")
     orphans: list[Host] = []
     for client, items in a.dhcp.items():
         assigned = a.dhcp_ip.get(client)
@@ -59,15 +68,34 @@ def assemble_hosts(a: Analyzer) -> list[Host]:
     return hosts
 
 
+def eui64_mac(ip: str) -> str | None:
+    """The MAC inside an IPv6 link-local address formed by modified EUI-64 (RFC 4291 §2.5.1 and appendix A:
+    the MAC split by ff:fe, its universal/local bit inverted), as many cameras form theirs; None for an IPv4
+    address or another kind of interface identifier (random, stable-private: RFC 7217, 8981)."""
+    if not ip.startswith("fe80:"):
+        return None
+    try:
+        iid = ipaddress.IPv6Address(ip).packed[8:]
+    except ValueError:
+        return None
+    if iid[3:5] != b"\xff\xfe":
+        return None
+    raw = bytes([iid[0] ^ 0x02]) + iid[1:3] + iid[5:8]
+    if raw[0] & 1:  # a group address is no interface's
+        return None
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 def limitations(a: Analyzer) -> list[str]:
     """What the capture could not tell: undecoded traffic, dropped messages, ARP that was not trusted."""
     out = []
-    if a.counts.get("ipv6"):
-        out.append(f"{a.counts['ipv6']} IPv6 packets were not decoded (IPv4 only)")
+    if a.counts.get("ipv6 fragments"):
+        out.append(f"{a.counts['ipv6 fragments']} IPv6 fragments were not reassembled (their datagrams not read)")
     if a.public_sources:
         out.append(
             f"{a.public_sources} messages from public (internet) addresses were not used: only devices with "
-            "private, link-local or shared addresses are reported"
+            "private, link-local or shared addresses (IPv6: link-local and unique local; a global IPv6 address "
+            "cannot be told from an internet server's) are reported"
         )
     if a.dropped_hosts:
         out.append(f"more than {MAX_HOSTS} addresses: {a.dropped_hosts} messages about further ones dropped")

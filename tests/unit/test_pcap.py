@@ -362,7 +362,7 @@ def test_fuzz_feed_never_raises() -> None:
     """Random bytes, and real frames with random bytes flipped or cut, on every link type."""
     rng = random.Random(1234)
     real = [f for _, f in S.http_packets() + S.dhcp_packets() + S.banner_packets() + S.fragmented_wsd_packets()]
-    real += [f for _, f in S.malformed_packets()]
+    real += [f for _, f in S.malformed_packets() + S.ipv6_packets()]
     a = Analyzer()
     for i in range(6000):
         if i % 3 == 0:
@@ -377,3 +377,85 @@ def test_fuzz_feed_never_raises() -> None:
         a.feed(frame, 0, len(frame), link, S.T0 + i)
     a.hosts()
     a.limitations()
+
+
+# ----------------------------------------------------------------------------------------- IPv6
+
+
+@pytest.mark.parametrize(
+    ("ip", "local"),
+    [
+        ("fe80::1", True),
+        ("fd00:70::40", True),
+        ("::1", True),
+        ("::ffff:192.168.1.5", True),
+        ("2001:db8::80", False),  # a global address: cannot be told from an internet server
+        ("ff02::c", False),
+        ("::", False),
+        ("::ffff:8.8.8.8", False),
+        ("192.168.1.5", True),
+        ("8.8.8.8", False),
+        ("not an address", False),
+    ],
+)
+def test_private_address_covers_ipv6_link_local_and_unique_local(ip: str, local: bool) -> None:
+    assert dissect.private_address(ip) is local
+
+
+@pytest.mark.parametrize(
+    ("ip", "mac"),
+    [
+        ("fe80::5a50:edff:feaa:40", "58:50:ed:aa:00:40"),  # the U/L bit flipped back
+        ("fe80::ca:35ff:feca:2", "02:ca:35:ca:00:02"),  # a locally administered MAC: its bit was 1, is 0 in the IID
+        ("fe80::1c2d:3e4f:5a6b:7c8d", None),  # a random identifier (RFC 8981)
+        ("fe80::301:02ff:fe03:0405", None),  # would be a group (multicast) MAC
+        ("fd00::5a50:edff:feaa:40", None),  # only link-local addresses are taken
+        ("192.168.1.5", None),
+    ],
+)
+def test_eui64_mac(ip: str, mac: str | None) -> None:
+    from scanner.passive.hosts import eui64_mac
+
+    assert eui64_mac(ip) == mac
+
+
+def _na(options: bytes, hlim: int = 255, target: str = "fd00::40") -> bytes:
+    body = struct.pack("!BBHI", 136, 0, 0, 0x60000000) + S.socket.inet_pton(S.socket.AF_INET6, target) + options
+    return S.ether(S.HIK_MAC, S.PC_MAC, 0x86DD, S.ipv6(target, "fd00::10", 58, body, hlim=hlim))
+
+
+def test_neighbor_discovery_gives_an_address_its_mac() -> None:
+    option = bytes([2, 1]) + S.mac_bytes(S.HIK_MAC)
+    assert analyse([_na(option)]) == {"fd00::40": {"mac": [S.HIK_MAC]}}
+    assert analyse([_na(bytes([14, 1]) + bytes(6) + option)]) == {"fd00::40": {"mac": [S.HIK_MAC]}}  # another first
+    assert analyse([_na(option, hlim=64)]) == {}  # not from the link (RFC 4861 §7.1.2)
+    assert analyse([_na(bytes([2, 0]) + S.mac_bytes(S.HIK_MAC))]) == {}  # zero-length option: dropped
+    assert analyse([_na(bytes([2, 1]) + bytes(6))]) == {}  # no address in it
+
+
+def test_ipv6_extension_headers_are_walked_and_fragments_counted() -> None:
+    hello = S.SSDP_NOTIFY.format(ip="[fe80::aecc:8eff:feaa:41]").encode()
+    seg = S.udp(1900, 1900, hello)
+    src, dst = "fe80::aecc:8eff:feaa:41", "ff02::c"
+    dest_opts = bytes([17, 0, 1, 4, 0, 0, 0, 0])  # destination options, PadN
+    frames = [S.ether(S.AXIS_MAC, "33:33:00:00:00:0c", 0x86DD, S.ipv6(src, dst, 60, dest_opts + seg))]
+    atomic = bytes([17, 0, 0, 0, 0, 0, 0, 1])  # a fragment header with offset 0 and no more: the whole datagram
+    frames.append(S.ether(S.AXIS_MAC, "33:33:00:00:00:0c", 0x86DD, S.ipv6("fe80::1", dst, 44, atomic + seg)))
+    a = Analyzer()
+    for f in frames:
+        a.feed(f, 0, len(f), 1, S.T0)
+    hosts = {h.id: h for h in a.hosts()}
+    assert set(hosts) == {src, "fe80::1"}
+    assert any(e.key == "ssdp.server" for e in hosts["fe80::1"].evidence)
+    loop = bytes([17, 0, 0, 0, 0, 0, 0, 0]) * 9  # a chain longer than the bound names nothing and raises nothing
+    a.feed(S.ether(S.AXIS_MAC, "33:33:00:00:00:0c", 0x86DD, S.ipv6(src, dst, 0, loop)), 0, 99, 1, S.T0)
+
+
+def test_bsd_loopback_carries_ipv6() -> None:
+    seg = S.udp(1900, 1900, S.SSDP_NOTIFY.format(ip="[fd00::41]").encode())
+    packet = S.ipv6("fd00::41", "ff02::c", 17, seg)
+    for link, family in ((0, struct.pack("=I", 30)), (108, struct.pack(">I", 24)), (0, struct.pack("=I", 28))):
+        a = Analyzer()
+        frame = family + packet
+        a.feed(frame, 0, len(frame), link, S.T0)
+        assert [h.ip for h in a.hosts()] == ["fd00::41"], (link, family)
