@@ -1,17 +1,20 @@
-"""SNMP (v1 RFC 1157, v2c RFC 1901/3416) messages seen in a capture: a device's sysDescr.
+"""SNMP (v1 RFC 1157, v2c RFC 1901/3416) messages: a device's sysDescr and sysObjectID.
 
 When a monitoring system polls the network, each device answers with its `sysDescr.0` (RFC 3418), often its
 maker, model and firmware (`Hikvision DS-2CD2143G0-I`, `Linux DS-7608NI 3.0.8 #1 ...`, `AXIS P3245-LVE Network
-Camera 10.12.165`); devices also send traps carrying it. The value of sysDescr.0 in a GetResponse (from UDP
-161) or a trap (to UDP 162) becomes `snmp.sysdescr` Evidence of the packet's source (docs/evidence.md).
+Camera 10.12.165`), and its `sysObjectID.0`, the vendor's identification of the kind of box, an OID under the
+vendor's IANA Private Enterprise Number (1.3.6.1.4.1.<PEN>...); devices also send traps carrying them. In a
+GetResponse (from UDP 161) or a trap (to UDP 162) they become `snmp.sysdescr` and `snmp.sysobjectid` (dotted
+decimal) Evidence of the packet's source (docs/evidence.md).
 
 A pure parser of the BER the messages are written in (X.690, definite lengths only, as SNMP requires):
 bytes in, Evidence out, every length checked against what is there. SNMPv3 messages are skipped (their PDUs
 are usually encrypted).
 
-The scan asks each live host once: an SNMPv2c GetRequest for sysDescr.0 to UDP 161 with the community of
+The scan asks each live host once: an SNMPv2c GetRequest for sysDescr.0 and sysObjectID.0 (two objects of
+the MIB-II system group every agent has) to UDP 161 with the community of
 `--snmp-community` (default `public`, the factory setting of most agents that are on at all; never logged or
-reported). A read of one object, as every network inventory does; an agent that is off or has another
+reported). A read of the system group, as every network inventory does; an agent that is off or has another
 community stays silent.
 """
 
@@ -28,6 +31,8 @@ MAX_MESSAGE = 65535
 MAX_VARBINDS = 256
 # sysDescr.0 = 1.3.6.1.2.1.1.1.0, as the content octets of its OBJECT IDENTIFIER
 SYSDESCR_OID = bytes([0x2B, 6, 1, 2, 1, 1, 1, 0])
+SYSOBJECTID_OID = bytes([0x2B, 6, 1, 2, 1, 1, 2, 0])  # sysObjectID.0 = 1.3.6.1.2.1.1.2.0
+MAX_ARCS = 128  # sub-identifiers of an OID value (RFC 2578 §3.5: at most 128)
 _SEQUENCE, _INTEGER, _OCTET_STRING, _OID = 0x30, 0x02, 0x04, 0x06
 _GET_REQUEST, _GET_RESPONSE, _TRAP_V1, _TRAP_V2, _INFORM = 0xA0, 0xA2, 0xA4, 0xA7, 0xA6
 _NULL = b"\x05\x00"
@@ -72,8 +77,35 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def oid_text(content: bytes) -> str | None:
+    """The dotted form of an OBJECT IDENTIFIER's content octets (X.690 §8.19): the first octet-group is
+    40*X+Y; each sub-identifier base 128, high bit = more. None for an encoding that is not a whole, minimal,
+    bounded OID (a sub-identifier over 2**32-1, a leading 0x80, more than MAX_ARCS arcs, cut short)."""
+    arcs: list[int] = []
+    value = 0
+    fresh = True
+    for octet in content:
+        if fresh and octet == 0x80:
+            return None  # not minimal
+        value = (value << 7) | (octet & 0x7F)
+        fresh = False
+        if value > 0xFFFFFFFF + 80:
+            return None
+        if not octet & 0x80:
+            arcs.append(value)
+            value, fresh = 0, True
+            if len(arcs) >= MAX_ARCS:
+                return None
+    if not fresh or not arcs:
+        return None
+    first = arcs[0]
+    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
 def parse_message(data: bytes, source_ip: str = "") -> list[Evidence]:
-    """`snmp.sysdescr` from one SNMPv1/v2c GetResponse, trap or inform that carries sysDescr.0; [] otherwise."""
+    """`snmp.sysdescr` and `snmp.sysobjectid` from one SNMPv1/v2c GetResponse, trap or inform that carries
+    sysDescr.0 or sysObjectID.0; [] otherwise."""
     if not data or len(data) > MAX_MESSAGE:
         return []
     try:
@@ -99,16 +131,23 @@ def _parse(data: bytes) -> list[Evidence]:
     if not fields or fields[-1][0] != _SEQUENCE:  # the variable bindings come last in every PDU of these
         return []
     _, vb_start, vb_end = fields[-1]
+    out: list[Evidence] = []
     for vb_tag, b_start, b_end in _children(data, vb_start, vb_end):
         if vb_tag != _SEQUENCE:
             continue
         pair = _children(data, b_start, b_end)
-        if len(pair) != 2 or pair[0][0] != _OID or pair[1][0] != _OCTET_STRING:
+        if len(pair) != 2 or pair[0][0] != _OID:
             continue
-        if data[pair[0][1] : pair[0][2]] == SYSDESCR_OID:
-            value = data[pair[1][1] : pair[1][2]].decode("utf-8", "replace").strip().strip("\x00").strip()
-            return [evidence("snmp.sysdescr", value, SOURCE)] if value else []
-    return []
+        name, (kind, v_start, v_end) = data[pair[0][1] : pair[0][2]], pair[1]
+        if name == SYSDESCR_OID and kind == _OCTET_STRING:
+            value = data[v_start:v_end].decode("utf-8", "replace").strip().strip("\x00").strip()
+            if value:
+                out.append(evidence("snmp.sysdescr", value, SOURCE))
+        elif name == SYSOBJECTID_OID and kind == _OID:
+            dotted = oid_text(data[v_start:v_end])
+            if dotted and dotted != "0.0":  # 0.0: "no identification" (RFC 2578 zeroDotZero)
+                out.append(evidence("snmp.sysobjectid", dotted, SOURCE))
+    return out
 
 
 def ber(tag: int, content: bytes) -> bytes:
@@ -132,15 +171,34 @@ def _message(community: bytes, pdu_tag: int, request_id: int, bindings: list[tup
 
 
 def build_get(community: str, request_id: int | None = None) -> bytes:
-    """An SNMPv2c GetRequest for sysDescr.0."""
+    """An SNMPv2c GetRequest for sysDescr.0 and sysObjectID.0."""
     rid = secrets.randbits(31) if request_id is None else request_id
-    return _message(community.encode("utf-8")[:MAX_COMMUNITY], _GET_REQUEST, rid, [(SYSDESCR_OID, _NULL)])
+    asked = [(SYSDESCR_OID, _NULL), (SYSOBJECTID_OID, _NULL)]
+    return _message(community.encode("utf-8")[:MAX_COMMUNITY], _GET_REQUEST, rid, asked)
 
 
-def build_response(community: bytes, request_id: int, sysdescr: str) -> bytes:
-    """The GetResponse an agent sends for sysDescr.0 (the lab's agents use it)."""
-    value = ber(_OCTET_STRING, sysdescr.encode("utf-8"))
-    return _message(community, _GET_RESPONSE, request_id, [(SYSDESCR_OID, value)])
+def oid_content(dotted: str) -> bytes:
+    """The content octets of an OBJECT IDENTIFIER given in dotted form (the inverse of oid_text)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40) or any(a < 0 for a in arcs):
+        raise ValueError(f"not an OID: {dotted!r}")
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        groups = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            groups.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(groups))
+    return bytes(out)
+
+
+def build_response(community: bytes, request_id: int, sysdescr: str, sysobjectid: str | None = None) -> bytes:
+    """The GetResponse an agent sends for sysDescr.0 and, when it has one, sysObjectID.0 (the lab's agents)."""
+    bindings = [(SYSDESCR_OID, ber(_OCTET_STRING, sysdescr.encode("utf-8")))]
+    if sysobjectid:
+        bindings.append((SYSOBJECTID_OID, ber(_OID, oid_content(sysobjectid))))
+    return _message(community, _GET_RESPONSE, request_id, bindings)
 
 
 def read_get_request(data: bytes) -> tuple[bytes, int, list[bytes]] | None:
@@ -167,7 +225,7 @@ def read_get_request(data: bytes) -> tuple[bytes, int, list[bytes]] | None:
 
 
 async def discover(ctx: ScanContext, unicast: list[str]) -> list[Observation]:
-    """One GetRequest for sysDescr.0 to UDP 161 of each live host."""
+    """One GetRequest for sysDescr.0 and sysObjectID.0 to UDP 161 of each live host."""
     from scanner.discovery.udp import udp_discovery
 
     community = ctx.snmp_community

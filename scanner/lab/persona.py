@@ -118,9 +118,11 @@ class SipService(_M):
 
 
 class SnmpService(_M):
-    """An SNMP agent on UDP 161: a GetRequest with its community gets sysDescr.0; any other is ignored."""
+    """An SNMP agent on UDP 161: a GetRequest with its community gets sysDescr.0 (and sysObjectID.0 when the
+    persona has one); any other is ignored."""
 
     sysdescr: str
+    sysobjectid: str | None = None
     community: str = "public"
 
 

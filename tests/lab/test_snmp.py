@@ -19,6 +19,7 @@ from tests.lab.conftest import in_scanner, needs_netns
 
 PRINTER_SYSDESCR = "HP ETHERNET MULTI-ENVIRONMENT,ROM none,JETDIRECT,JD153,EEPROM JSI24090012,CIDATE 04/18/2022"
 SECRET = "c0unc1l-r3ad"
+HIK_OBJECT_ID = "1.3.6.1.4.1.39165.1.1"  # under Hikvision's IANA Private Enterprise Number 39165
 PRINTER = {
     "id": "hp-jetdirect",
     "name": "HP printer with its SNMP agent on (factory community)",
@@ -35,18 +36,21 @@ CAMERA = {
     "mac": "58:50:ed:00:00:62",
     "ip": "10.77.0.62",
     "expect": {"manufacturer": "Hikvision", "brand": "Hikvision", "device_type": "camera", "flagged": True},
-    "services": {"snmp": {"sysdescr": "Hikvision company products", "community": SECRET}},
+    "services": {
+        "snmp": {"sysdescr": "Hikvision company products", "sysobjectid": HIK_OBJECT_ID, "community": SECRET}
+    },
 }
 
 
 def test_agent_answers_its_community_and_sysdescr_only() -> None:
-    svc = SnmpService(sysdescr="Hikvision company products", community=SECRET)
+    svc = SnmpService(sysdescr="Hikvision company products", sysobjectid=HIK_OBJECT_ID, community=SECRET)
     reply = lab_snmp.answer(snmp.build_get(SECRET, 77), svc)
     assert reply is not None
-    assert [e.value for e in snmp.parse_message(reply)] == ["Hikvision company products"]
+    assert [e.value for e in snmp.parse_message(reply)] == ["Hikvision company products", HIK_OBJECT_ID]
     assert lab_snmp.answer(snmp.build_get("public", 77), svc) is None
     assert lab_snmp.answer(reply, svc) is None  # a response is not a request
-    assert snmp.read_get_request(snmp.build_get("x" * 300, 5)) == (b"x" * 255, 5, [snmp.SYSDESCR_OID])
+    oids = [snmp.SYSDESCR_OID, snmp.SYSOBJECTID_OID]
+    assert snmp.read_get_request(snmp.build_get("x" * 300, 5)) == (b"x" * 255, 5, oids)
 
 
 def _scan(lab: control.LabState, out: Path, *extra: str) -> tuple[dict, str]:  # type: ignore[type-arg]
@@ -72,15 +76,17 @@ def test_scan_reads_sysdescr_with_the_right_community(tmp_path: Path) -> None:
     finally:
         control.down(state)
 
-    def sysdescr(report: dict, ip: str) -> list[str]:  # type: ignore[type-arg]
+    def sysdescr(report: dict, ip: str, key: str = "snmp.sysdescr") -> list[str]:  # type: ignore[type-arg]
         found = [d for d in report["devices"] if d["ip"] == ip]
-        return [e["value"] for d in found for e in d["evidence"] if e["key"] == "snmp.sysdescr"]
+        return [e["value"] for d in found for e in d["evidence"] if e["key"] == key]
 
     assert sysdescr(default, "10.77.0.61") == [PRINTER_SYSDESCR]
     assert sysdescr(default, "10.77.0.62") == []  # its community is not the factory one: it stays silent
     printer = next(d for d in default["devices"] if d["ip"] == "10.77.0.61")
     assert (printer["manufacturer"], printer["device_type"]) == ("HP", "other")
     assert sysdescr(secret, "10.77.0.62") == ["Hikvision company products"]
+    assert sysdescr(secret, "10.77.0.62", "snmp.sysobjectid") == [HIK_OBJECT_ID]
+    assert sysdescr(default, "10.77.0.61", "snmp.sysobjectid") == []  # the printer's agent gives none here
     assert sysdescr(secret, "10.77.0.61") == []
     camera = next(d for d in secret["devices"] if d["ip"] == "10.77.0.62")
     assert camera["manufacturer"] == "Hikvision" and camera["findings"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import struct
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from scanner.discovery import dhip, sadp, sip, snmp
 from scanner.discovery.arp import parse_proc_net_arp
 from scanner.model import Evidence, Observation
@@ -170,6 +174,43 @@ def test_snmp_sysdescr_of_a_response_or_trap() -> None:
     assert snmp.parse_message(_snmp(0xA2, snmp.SYSDESCR_OID, long_value))[0].value.startswith("Linux xxx")
 
 
+@pytest.mark.parametrize(
+    ("dotted", "content"),
+    [
+        ("1.3.6.1.4.1.39165.1.1", bytes([0x2B, 6, 1, 4, 1, 0x82, 0xB1, 0x7D, 1, 1])),  # PEN 39165: two octets
+        ("1.3.6.1.4.1.8072.3.2.10", bytes([0x2B, 6, 1, 4, 1, 0xBF, 0x08, 3, 2, 10])),  # net-snmp's Linux agent
+        ("2.999.1", bytes([0x88, 0x37, 1])),  # X.690 §8.19.5's example: 2.999 as one sub-identifier
+        ("0.0", b"\x00"),
+    ],
+)
+def test_snmp_oid_text_both_ways(dotted: str, content: bytes) -> None:
+    assert snmp.oid_text(content) == dotted
+    assert snmp.oid_content(dotted) == content
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x2b\x86", b"\x2b\x80\x01", bytes([0x2B]) + b"\x8f\xff\xff\xff\xff\x7f", b"\x01" * 129],
+)
+def test_snmp_oid_text_refuses_cut_unminimal_huge_or_long_oids(content: bytes) -> None:
+    assert snmp.oid_text(content) is None
+
+
+def test_snmp_sysobjectid_beside_sysdescr() -> None:
+    reply = snmp.build_response(b"public", 9, "Hikvision company products", "1.3.6.1.4.1.39165.1.1")
+    assert [(e.key, e.value) for e in snmp.parse_message(reply)] == [
+        ("snmp.sysdescr", "Hikvision company products"),
+        ("snmp.sysobjectid", "1.3.6.1.4.1.39165.1.1"),
+    ]
+    assert snmp.parse_message(_snmp(0xA2, snmp.SYSOBJECTID_OID, _ber(0x06, b"\x00"))) == []  # zeroDotZero
+    assert snmp.parse_message(_snmp(0xA2, snmp.SYSOBJECTID_OID, _ber(0x04, b"1.3.6.1"))) == []  # not an OID value
+    assert snmp.read_get_request(snmp.build_get("public", 3)) == (
+        b"public",
+        3,
+        [snmp.SYSDESCR_OID, snmp.SYSOBJECTID_OID],
+    )
+
+
 def test_snmp_ignores_requests_other_objects_and_bad_ber() -> None:
     value = _ber(0x04, b"Hikvision company products")
     request = _snmp(0xA0, snmp.SYSDESCR_OID, b"\x05\x00")  # GetRequest: the asker names nothing
@@ -191,3 +232,15 @@ def test_snmp_ignores_requests_other_objects_and_bad_ber() -> None:
         b"\x3f\x01\x00",
     ):
         assert snmp.parse_message(data) == [], data[:20]
+
+
+@given(st.integers(0, 2), st.integers(0, 39), st.lists(st.integers(0, 2**32 - 1), max_size=30))
+def test_snmp_oid_round_trip(first: int, second: int, rest: list[int]) -> None:
+    dotted = ".".join(str(a) for a in [first, second, *rest])
+    assert snmp.oid_text(snmp.oid_content(dotted)) == dotted
+
+
+@given(st.binary(max_size=300))
+def test_snmp_oid_text_never_raises(content: bytes) -> None:
+    dotted = snmp.oid_text(content)
+    assert dotted is None or snmp.oid_content(dotted) == content

@@ -1,6 +1,7 @@
 """An SNMP agent on UDP 161 (SNMPv1/v2c): a GetRequest that carries the persona's community and asks for
-sysDescr.0 gets a GetResponse with it, sent back to the asker. A wrong community, another object or anything
-else gets no answer, as a real agent configured that way would give."""
+sysDescr.0 gets a GetResponse with it (and the persona's sysObjectID.0, if it has one), sent back to the
+asker. A wrong community, another object or anything else gets no answer, as a real agent configured that way
+would give."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def answer(request: bytes, svc: SnmpService) -> bytes | None:
     community, request_id, oids = read
     if community != svc.community.encode() or snmp.SYSDESCR_OID not in oids:
         return None
-    return snmp.build_response(community, request_id, svc.sysdescr)
+    return snmp.build_response(community, request_id, svc.sysdescr, svc.sysobjectid)
 
 
 async def start(ctx: Context) -> list[object]:
