@@ -355,21 +355,9 @@ class Engine:
             return None
         files = self.ruleset.rules_for(key)
         family = files[0][0].family if files and files[0] else key
+        source = f"a maker's name where this protocol puts the vendor's product token ({why})"
         return self._normalise(
-            Hit(
-                rule=f"{family}{VENDOR_TOKEN_RULE}",
-                family=family,
-                key=key,
-                value=value,
-                manufacturer=None,
-                brand=brand,
-                candidates=(),
-                device_type=None,
-                model=None,
-                firmware=None,
-                confidence=VENDOR_TOKEN_CONFIDENCE,
-                source=f"a maker's name where this protocol puts the vendor's product token ({why})",
-            )
+            _name_hit(f"{family}{VENDOR_TOKEN_RULE}", family, key, value, brand, VENDOR_TOKEN_CONFIDENCE, source)
         )
 
     def _hit(
@@ -453,20 +441,9 @@ class Engine:
             name = clean_company_name(value, self.ruleset.names)
             if name is None:
                 continue
-            hit = Hit(
-                rule=f"{key}/unlisted-manufacturer",
-                family=key,
-                key=key,
-                value=cap_value(key, value),
-                manufacturer=None,
-                brand=None,
-                candidates=(),
-                device_type=None,
-                model=None,
-                firmware=None,
-                confidence=UNLISTED_CONFIDENCE,
-                source="the device's own manufacturer field; no camscan rule knows this name",
-            )
+            source = "the device's own manufacturer field; no camscan rule knows this name"
+            rule = f"{key}/unlisted-manufacturer"
+            hit = _name_hit(rule, key, key, cap_value(key, value), None, UNLISTED_CONFIDENCE, source)
             result.manufacturer = result.brand = name
             result.confidence = UNLISTED_CONFIDENCE
             result.hits = [*result.hits, hit]
@@ -600,6 +577,11 @@ class Engine:
             if fv and (best_firmware is None or rank < best_firmware):
                 best_firmware, firmware = rank, fv
         return model, firmware
+
+
+def _name_hit(rule: str, family: str, key: str, value: str, brand: str | None, confidence: float, source: str) -> Hit:
+    """A hit of the engine's own, not of a rule file: a name read from a value (a label, or none)."""
+    return Hit(rule, family, key, value, None, brand, (), None, None, None, confidence, source)
 
 
 def _vote(table: dict[str, dict[str, float]], name: str, family: str, lg: float) -> None:
