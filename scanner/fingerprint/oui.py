@@ -166,13 +166,16 @@ def audit(
 ) -> list[Suspect]:
     """Registrant names in the registry in use that look like a known maker (they share a distinctive word with
     its canonical name, or with a registrant name the table already maps to it) but are neither mapped nor a
-    look-alike. Words of `generic_words` (names.yaml: legal forms, trades, places) are never a sign.
+    look-alike. Words of `generic_words` (names.yaml: legal forms, trades, places) are never a sign. Blocks
+    with the local or group bit set (IEEE Company IDs) are left out: no device's MAC is in one.
     A registry update must never drop a new block of a covered maker silently: the shipped
     registry is audited by a test, and `camscan oui audit` lists these for a person to review."""
     generic = frozenset(w.casefold() for w in generic_words)
     blocks: dict[str, int] = {}
-    for bits_table in table.registry.blocks.values():
-        for name in bits_table.values():
+    for bits, bits_table in table.registry.blocks.items():
+        for prefix, name in bits_table.items():
+            if (prefix >> (bits - 8)) & 0x03:
+                continue  # a CID or a group block: never a device's own address, and lookup never resolves it
             blocks[name] = blocks.get(name, 0) + 1
     spread: dict[str, int] = {}  # in how many registrant names a word appears
     for name in blocks:

@@ -191,6 +191,29 @@ def test_the_audit_catches_a_new_name_of_a_covered_maker(tmp_path: Path, ieee_fi
     assert hits == [("Wuhan Hikvision Intelligent Manufacturing Co.,Ltd.", "Hikvision", True)]
 
 
+def test_the_shipped_registry_has_no_unclassified_name_at_all() -> None:
+    """`camscan oui audit` on the shipped registry lists nothing: every registrant name that looks like a known
+    maker was reviewed, mapped or listed as a look-alike (fingerprints/oui.yaml)."""
+    ruleset = load_ruleset()
+    assert ruleset.oui is not None and ruleset.names is not None
+    found = audit(ruleset.oui, ruleset.makers, covered_of(ruleset), ruleset.names.generic_words)
+    assert not found, "classify these in fingerprints/oui.yaml:\n" + "\n".join(s.registrant for s in found)
+
+
+def test_the_audit_leaves_out_company_ids(tmp_path: Path, ieee_files: list[Path]) -> None:
+    """A block with the local bit set (an IEEE Company ID) holds no device's MAC: lookup never resolves it, so
+    the audit does not ask for it to be classified."""
+    oui = ieee_files[0]
+    oui.write_text(oui.read_text() + "MA-L,0A5000,\"Wuhan Hikvision Cid Holder Co.,Ltd.\",Wuhan CN\n")
+    data = tmp_path / "data"
+    install(ieee_files, data)
+    ruleset = load_ruleset(registry_dir=data)
+    assert ruleset.oui is not None and ruleset.names is not None
+    found = audit(ruleset.oui, ruleset.makers, covered_of(ruleset), ruleset.names.generic_words)
+    assert not [s for s in found if "Cid Holder" in s.registrant]
+    assert Engine(ruleset).identify([("mac", "0a:50:00:12:34:56")]).manufacturer is None
+
+
 def test_a_registrant_spelled_with_a_combining_accent_is_the_same_name(tmp_path: Path, ieee_files: list[Path]) -> None:
     """The IEEE spells some names with a combining diaeresis (`Wa\u0308chter`); the table writes them precomposed."""
     oui = ieee_files[0]
