@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Accuracy of `camscan identify` on a held-out corpus of real-world Evidence.
 
-Runs `python -m scanner identify` on JSON Lines corpora (default: the nine held-out sets in
+Runs `python -m scanner identify` on JSON Lines corpora (default: the ten held-out sets in
 tests/fixtures/eval/, heldout.jsonl, longtail-heldout.jsonl, hikdahua-heldout.jsonl,
-relabel-longtail-heldout.jsonl, nuclei-heldout.jsonl, nmap-heldout.jsonl, oem-heldout.jsonl, sip-heldout.jsonl and
-snmp-heldout.jsonl, each scored on its
+relabel-longtail-heldout.jsonl, nuclei-heldout.jsonl, nmap-heldout.jsonl, oem-heldout.jsonl, sip-heldout.jsonl,
+snmp-heldout.jsonl and whatweb-heldout.jsonl, each scored on its
 own), compares each answer with the line's `expect` ({"manufacturer", "device_type", optional "brand"}) and prints:
 
 - the headline numbers: maker accuracy (the maker exactly as expected); "right" (the same, except that a
@@ -44,6 +44,7 @@ DEFAULTS = [
     EVAL_DIR / "sip-heldout.jsonl",
     EVAL_DIR / "snmp-heldout.jsonl",
     EVAL_DIR / "product-lines-heldout.jsonl",
+    EVAL_DIR / "whatweb-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
