@@ -43,6 +43,7 @@ DEFAULTS = [
     EVAL_DIR / "oem-heldout.jsonl",
     EVAL_DIR / "sip-heldout.jsonl",
     EVAL_DIR / "snmp-heldout.jsonl",
+    EVAL_DIR / "sysobjectid-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
