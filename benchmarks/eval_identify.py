@@ -45,6 +45,7 @@ DEFAULTS = [
     EVAL_DIR / "snmp-heldout.jsonl",
     EVAL_DIR / "product-lines-heldout.jsonl",
     EVAL_DIR / "whatweb-heldout.jsonl",
+    EVAL_DIR / "sysobjectid-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}

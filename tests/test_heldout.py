@@ -27,6 +27,7 @@ FILES = (
     "snmp-heldout.jsonl",
     "product-lines-heldout.jsonl",
     "whatweb-heldout.jsonl",
+    "sysobjectid-heldout.jsonl",
 )
 HIKDAHUA = {"Hikvision", "Dahua"}
 # Hikvision/Dahua-made rows of heldout.jsonl and longtail-heldout.jsonl recognised when this floor was set (30 of 32);
@@ -79,6 +80,10 @@ PRODUCT_LINES_RIGHT_FLOOR = 5
 # with it); raise them, never lower them.
 WHATWEB_MAKER_FLOOR = 36
 WHATWEB_RIGHT_FLOOR = 38
+# Rows of sysobjectid-heldout.jsonl (SNMP sysObjectID of recorded LibreNMS agents) with the maker exactly as expected, and
+# right, when these floors were set (4 and 4 of 4; 0 and 1 before fingerprints/snmp_oid.yaml); raise them, never lower them.
+OID_MAKER_FLOOR = 4
+OID_RIGHT_FLOOR = 4
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
@@ -321,3 +326,28 @@ def test_sip_set_gives_no_camera_type(engine: Engine) -> None:
         in ("camera", "recorder", "encoder", "intercom", "access_control")
     ]
     assert not typed, f"non-cameras given a camera device type: {typed}"
+
+
+def test_sysobjectid_set_right_and_no_wrong_maker(engine: Engine, ruleset: RuleSet) -> None:
+    """On the sysObjectID set every maker named is the expected one, the shares right do not fall, and no SNMP rule
+    quotes a sysObjectID or sysDescr of it (a one-word sysDescr such as `router` may be another family's example)."""
+    rows = [row for _, row in _named("sysobjectid-heldout.jsonl")]
+    got = {row["id"]: _identify(engine, row) for row in rows}
+    wrong = [(row["id"], got[row["id"]]) for row in rows if got[row["id"]] not in (None, row["expect"]["manufacturer"])]
+    assert not wrong, f"wrong makers: {wrong}"
+    maker_right = [row for row in rows if got[row["id"]] == row["expect"]["manufacturer"]]
+    right = [
+        row
+        for row in rows
+        if got[row["id"]] in (row["expect"]["manufacturer"], None if row["category"] == "non_camera" else "")
+    ]
+    assert len(maker_right) >= OID_MAKER_FLOOR, f"maker right {len(maker_right)} of {len(rows)}"
+    assert len(right) >= OID_RIGHT_FLOOR, f"right {len(right)} of {len(rows)}"
+    quoted = {
+        v
+        for rule in ruleset.rules
+        if rule.family in ("snmp.sysobjectid", "snmp.sysdescr")
+        for v in [ex.value for ex in rule.examples] + list(rule.counter_examples)
+    }
+    spent = [(row["id"], e["value"]) for row in rows for e in row["evidence"] if e["value"] in quoted]
+    assert not spent, f"held-out values quoted by an SNMP rule: {spent}"
