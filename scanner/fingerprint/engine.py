@@ -250,6 +250,7 @@ class Engine:
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
         self._agree: dict[tuple[str, str], bool] = {}  # (name, maker) -> agree by the data alone
         self._names_longest_first: list[str] | None = None
+        self._name_rules: dict[str, Rule] | None = None
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
             if link.relationship == "owned":
@@ -328,7 +329,7 @@ class Engine:
             for name_key in ("onvif.manufacturer", "upnp.manufacturer"):
                 found = self.match(name_key, text)
                 named = next((h for h in found if h.brand or h.manufacturer), None)
-                if named is not None:
+                if named is not None and self._names_a_whole_word(named.rule, text):
                     brand = named.brand or named.manufacturer
                     return self._token_hit(key, value, brand, f"rule {named.rule} on {text!r}", hits)
                 if any(h.candidates for h in found):
@@ -337,6 +338,19 @@ class Engine:
                 if vendor_token.starts_with_name(text, name):
                     return self._token_hit(key, value, name, f"the maker name {name!r} of makers.yaml", hits)
         return None
+
+    def _names_a_whole_word(self, rule_id: str, text: str) -> bool:
+        """Whether the name rule `rule_id` matches `text` up to the end of a word (or a camel-case join, as in
+        `AvigilonServer`): the name rules match a field's start (`^\\s*aruba`), and in a product header
+        `Arubaito` or `Googlebot` is not the name."""
+        by_id = self._name_rules
+        if by_id is None:
+            by_id = self._name_rules = {
+                r.full_id: r for files in self.ruleset.rules_for("onvif.manufacturer") for r in files
+            } | {r.full_id: r for files in self.ruleset.rules_for("upnp.manufacturer") for r in files}
+        rule = by_id.get(rule_id)
+        m = rule.pattern.search(text) if rule is not None else None
+        return m is not None and vendor_token.ends_word(text, m.end(), camel=True)
 
     def _maker_names(self) -> list[str]:
         names = self._names_longest_first

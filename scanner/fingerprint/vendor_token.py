@@ -13,6 +13,8 @@ the vendor's name comes first:
 - SNMP sysDescr (RFC 1213): "the full name and version identification of the system's hardware type,
   software operating-system, and networking software", which makers begin with their name.
 - nmap's product field, which nmap's own service-probe conventions start with the vendor's name.
+- HTML titles of device web interfaces, which start with the maker's name more often than not (`D-Link Print
+  Server`, `APC UPS Network Management Card`); anything else in a title is left to the title rules.
 
 `places(key, value)` gives the offsets where a vendor name may begin; the engine reads the text from each
 one through the reviewed maker-name rules (the ONVIF and UPnP manufacturer rules, then the exact names of
@@ -35,6 +37,7 @@ KEYS = frozenset(
         "ftp.banner",
         "snmp.sysdescr",
         "nmap.product",
+        "http.title",
     }
 )
 
@@ -64,13 +67,25 @@ def places(key: str, value: str) -> list[int]:
     return list(dict.fromkeys(found))
 
 
+def ends_word(text: str, end: int, camel: bool = False) -> bool:
+    """Whether a name read from the start of `text` up to `end` ends a word there: at the end or before a
+    separator, and with `camel` also at a camel-case join (`AvigilonServer`, `AsusWRT`); never inside a word
+    (`Ringtone`, `Googlebot`)."""
+    if end >= len(text):
+        return True
+    nxt = text[end]
+    if not nxt.isalnum():
+        return True
+    return camel and end > 0 and nxt.isupper() and text[end - 1].islower()
+
+
 def starts_with_name(text: str, name: str) -> bool:
     """Whether `text` begins with `name` (case-insensitively) as a whole word: `Sonos/70.3` and
-    `Nanox WEB DVR` begin with Sonos and Nanox, `Ringtone` does not begin with Ring."""
+    `Nanox WEB DVR` begin with Sonos and Nanox; `Ringtone` and `RingCentral` do not begin with Ring."""
     n = len(name)
     if len(text) < n or text[:n].casefold() != name.casefold():
         return False
-    return len(text) == n or not text[n].isalnum()
+    return ends_word(text, n)
 
 
 _ALTERNATIVES = re.compile(r"(?i)\s(?:or|and|/)\s")

@@ -81,8 +81,8 @@ def engine(rules_dir: Path) -> Engine:
         ("ftp.banner", "220 KONICA MINOLTA FTP server ready.", ["KONICA MINOLTA FTP server ready."]),
         ("ftp.banner", "220-Welcome", ["Welcome"]),
         ("snmp.sysdescr", "Xerox DocuPrint N4525", ["Xerox DocuPrint N4525"]),
-        ("http.title", "Sonos", []),  # free text: anyone writes a title
-        ("telnet.banner", "Sonos", []),
+        ("http.title", "D-Link Print Server", ["D-Link Print Server"]),
+        ("telnet.banner", "Sonos", []),  # a greeting is free text after option negotiation
         ("http.server", "", []),
     ],
 )
@@ -94,7 +94,10 @@ def test_a_name_is_a_whole_word() -> None:
     assert vendor_token.starts_with_name("Ring/1.0", "Ring")
     assert vendor_token.starts_with_name("ring", "Ring")
     assert not vendor_token.starts_with_name("Ringtone Server", "Ring")
+    assert not vendor_token.starts_with_name("RingCentral", "Ring")
     assert not vendor_token.starts_with_name("Rin", "Ring")
+    assert vendor_token.ends_word("AvigilonServer/2.1", 8, camel=True)
+    assert not vendor_token.ends_word("Googlebot", 6, camel=True)
 
 
 @pytest.mark.parametrize(
@@ -143,12 +146,19 @@ def test_a_camera_makers_name_alone_does_not_say_it_is_a_camera(engine: Engine) 
         ("ssdp.server", "Linux/2.6 UPnP/1.0 Intel SDK for UPnP devices/1.3.1"),
         ("nmap.product", "Avtech TemPageR 3E temperature monitor httpd"),  # a rule says: not the camera maker
         ("http.server", "Ringtone Server/1.0"),
-        ("http.title", "Sonos"),
+        ("http.title", "RingCentral Phone"),  # no camel-case join for an exact maker name
+        ("telnet.banner", "Sonos"),
         ("http.server", "Sonos/known"),  # a rule knows it: no second opinion from the token
     ],
 )
 def test_no_token_hit_where_the_name_is_not_a_vendors(engine: Engine, key: str, value: str) -> None:
     assert not any(h.rule.endswith("/vendor-token") for h in engine.identify([(key, value)]).hits)
+
+
+def test_a_name_rule_must_end_on_a_word(engine: Engine) -> None:
+    """The name rules match a field's start (`^\\s*hikvision`); in a header the name must end a word there."""
+    assert engine.identify([("http.server", "Hikvisionary/1.0")]).manufacturer is None
+    assert engine.identify([("http.server", "HikvisionServer/1.0")]).manufacturer == "Hikvision"  # camel-case join
 
 
 def test_the_token_is_a_label_another_makers_firmware_outweighs(engine: Engine) -> None:
