@@ -324,6 +324,8 @@ class Engine:
         (`IPCAM`) names nobody."""
         for place in vendor_token.places(key, value):
             text = value[place : place + vendor_token.HEAD]
+            if "%" in text:
+                text = unquote(text)
             if vendor_token.names_nobody(text):
                 return None
             for name_key in ("onvif.manufacturer", "upnp.manufacturer"):

@@ -15,6 +15,8 @@ the vendor's name comes first:
 - nmap's product field, which nmap's own service-probe conventions start with the vendor's name.
 - HTML titles of device web interfaces, which start with the maker's name more often than not (`D-Link Print
   Server`, `APC UPS Network Management Card`); anything else in a title is left to the title rules.
+- Device names as devices announce them by default, maker then model: a DNS-SD instance name (`Canon
+  MF743C`), the ONVIF `name` scope of WS-Discovery (`onvif://www.onvif.org/name/Sunell%20IPR`, URL-decoded).
 
 `places(key, value)` gives the offsets where a vendor name may begin; the engine reads the text from each
 one through the reviewed maker-name rules (the ONVIF and UPnP manufacturer rules, then the exact names of
@@ -38,12 +40,15 @@ KEYS = frozenset(
         "snmp.sysdescr",
         "nmap.product",
         "http.title",
+        "wsd.scope",
+        "mdns.instance",
     }
 )
 
 _UPNP_TOKEN = re.compile(r"(?i)\bUPnP/\d+(?:\.\d+)?[,;]?\s+")
 _SSH_PREFIX = re.compile(r"^SSH-\d+\.\d+-")
 _FTP_PREFIX = re.compile(r"^\d{3}[- ]\s*")
+_NAME_SCOPE = "onvif://www.onvif.org/name/"
 HEAD = 64  # a maker's name is short: the text read from each place
 
 
@@ -58,6 +63,8 @@ def places(key: str, value: str) -> list[int]:
     if key == "ftp.banner":
         m = _FTP_PREFIX.match(value)
         return [m.end()] if m else []
+    if key == "wsd.scope":
+        return [len(_NAME_SCOPE)] if value[: len(_NAME_SCOPE)].lower() == _NAME_SCOPE else []
     found = [0]
     if key in ("ssdp.server", "http.server"):
         # `OS/version UPnP/1.0 product/version`: the product token after UPnP/x.y is the vendor's

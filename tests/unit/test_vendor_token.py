@@ -82,6 +82,9 @@ def engine(rules_dir: Path) -> Engine:
         ("ftp.banner", "220-Welcome", ["Welcome"]),
         ("snmp.sysdescr", "Xerox DocuPrint N4525", ["Xerox DocuPrint N4525"]),
         ("http.title", "D-Link Print Server", ["D-Link Print Server"]),
+        ("wsd.scope", "onvif://www.onvif.org/name/Acme%20IPC", ["Acme%20IPC"]),
+        ("wsd.scope", "onvif://www.onvif.org/hardware/Acme", []),  # only the name scope
+        ("mdns.instance", "Canon MF743C", ["Canon MF743C"]),
         ("telnet.banner", "Sonos", []),  # a greeting is free text after option negotiation
         ("http.server", "", []),
     ],
