@@ -249,7 +249,7 @@ class Engine:
         self._links: dict[tuple[str, str], OemLink] = {}
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
         self._agree: dict[tuple[str, str], bool] = {}  # (name, maker) -> agree by the data alone
-        self._names_longest_first: list[str] | None = None
+        self._names_by_first: dict[str, list[str]] | None = None
         self._name_rules: dict[str, Rule] | None = None
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
@@ -329,14 +329,14 @@ class Engine:
             if vendor_token.names_nobody(text):
                 return None
             for name_key in ("onvif.manufacturer", "upnp.manufacturer"):
-                found = self.match(name_key, text)
+                found = self._match_uncached(name_key, text)  # the value's own result is what gets cached
                 named = next((h for h in found if h.brand or h.manufacturer), None)
                 if named is not None and self._names_a_whole_word(named.rule, text):
                     brand = named.brand or named.manufacturer
                     return self._token_hit(key, value, brand, f"rule {named.rule} on {text!r}", hits)
                 if any(h.candidates for h in found):
                     return None
-            for name in self._maker_names():
+            for name in self._maker_names().get(text[:2].casefold(), ()):
                 if vendor_token.starts_with_name(text, name):
                     return self._token_hit(key, value, name, f"the maker name {name!r} of makers.yaml", hits)
         return None
@@ -354,10 +354,13 @@ class Engine:
         m = rule.pattern.search(text) if rule is not None else None
         return m is not None and vendor_token.ends_word(text, m.end(), camel=True)
 
-    def _maker_names(self) -> list[str]:
-        names = self._names_longest_first
+    def _maker_names(self) -> dict[str, list[str]]:
+        """The maker names of makers.yaml by their first two characters (case-folded), longest first."""
+        names = self._names_by_first
         if names is None:
-            names = self._names_longest_first = sorted(self.ruleset.makers, key=lambda n: (-len(n), n))
+            names = self._names_by_first = {}
+            for name in sorted(self.ruleset.makers, key=lambda n: (-len(n), n)):
+                names.setdefault(name[:2].casefold(), []).append(name)
         return names
 
     def _token_hit(self, key: str, value: str, brand: str | None, why: str, hits: list[Hit]) -> Hit | None:
