@@ -28,7 +28,8 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata, resources
+from importlib import metadata, resources, util
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from scanner.errors import InputError
@@ -233,9 +234,21 @@ def _merge(parts: Iterable[Parsed]) -> Blocks:
     return blocks
 
 
+def _shipped_file() -> Traversable:
+    """The pymanuf package's data file, found without importing the package (its import parses the whole
+    file, ~0.1-0.2 s that every command would pay for nothing: camscan parses it itself)."""
+    spec = util.find_spec(SHIPPED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / SHIPPED_FILE
+        if path.is_file():
+            return path
+    return resources.files(SHIPPED_PACKAGE) / SHIPPED_FILE  # not on a plain directory: import it after all
+
+
 def shipped_registry() -> Registry:
     """The snapshot shipped with camscan (the pymanuf package's data file, version = the listing's date)."""
-    data = (resources.files(SHIPPED_PACKAGE) / SHIPPED_FILE).read_bytes()
+    data = _shipped_file().read_bytes()
     version = metadata.version(SHIPPED_PACKAGE)
     parts = version.split(".")
     date = version
