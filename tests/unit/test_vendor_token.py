@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.fingerprint import vendor_token
@@ -168,3 +168,29 @@ def test_the_token_is_a_label_another_makers_firmware_outweighs(engine: Engine) 
     r = engine.identify([("http.server", "Sonos/known"), ("ssdp.server", "Linux UPnP/1.0 Hikvision/1.0")])
     assert r.manufacturer == "Sonos"
     assert [c.manufacturer for c in r.conflicts] == ["Hikvision"]
+
+
+_SHIPPED: list[Engine] = []
+
+
+def _shipped() -> Engine:
+    if not _SHIPPED:
+        _SHIPPED.append(Engine(load_ruleset()))
+    return _SHIPPED[0]
+
+
+@settings(deadline=None)  # the first example loads the shipped rules
+@given(
+    st.sampled_from(sorted(vendor_token.KEYS)),
+    st.one_of(
+        st.text(max_size=120),
+        st.builds(lambda a, b: a + b, st.sampled_from(["Hikvision", "Sonos/", "SSH-2.0-", "220 ", "ring"]), st.text()),
+    ),
+)
+def test_any_value_gives_a_known_label_or_none(key: str, value: str) -> None:
+    """Whatever a device sends, the shipped engine raises nothing and a vendor token names a maker of makers.yaml."""
+    engine = _shipped()
+    result = engine.identify([(key, value)])
+    for hit in result.hits:
+        if hit.rule.endswith("/vendor-token"):
+            assert hit.brand in engine.ruleset.makers
