@@ -47,6 +47,7 @@ DEFAULTS = [
     EVAL_DIR / "whatweb-heldout.jsonl",
     EVAL_DIR / "sysobjectid-heldout.jsonl",
     EVAL_DIR / "onvif-threads-heldout.jsonl",
+    EVAL_DIR / "fingerprinthub-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
