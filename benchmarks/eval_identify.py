@@ -48,6 +48,7 @@ DEFAULTS = [
     EVAL_DIR / "sysobjectid-heldout.jsonl",
     EVAL_DIR / "onvif-threads-heldout.jsonl",
     EVAL_DIR / "fingerprinthub-heldout.jsonl",
+    EVAL_DIR / "ehole-heldout.jsonl",
 ]
 CAMERA_TYPES = {"camera", "recorder", "encoder", "intercom", "access_control"}
 HIKDAHUA = {"Hikvision", "Dahua"}
