@@ -15,7 +15,7 @@ import pytest
 
 from scanner.errors import InputError
 from scanner.fingerprint.engine import Engine
-from scanner.fingerprint.oui import audit
+from scanner.fingerprint.oui import Suspect, audit
 from scanner.fingerprint.registry import (
     install,
     installed_registry,
@@ -25,7 +25,7 @@ from scanner.fingerprint.registry import (
     remove_installed,
     shipped_registry,
 )
-from scanner.fingerprint.rules import load_ruleset
+from scanner.fingerprint.rules import RuleSet, load_ruleset
 from scanner.knowledge import Knowledge
 
 EZVIZ = "Hangzhou Ezviz Software Co.,Ltd."
@@ -179,14 +179,18 @@ def test_the_shipped_registry_has_no_unclassified_name_of_a_covered_maker() -> N
     assert not unclassified, "classify these in fingerprints/oui.yaml:\n" + "\n".join(unclassified)
 
 
-def test_the_audit_catches_a_new_name_of_a_covered_maker(tmp_path: Path, ieee_files: list[Path]) -> None:
-    oui = ieee_files[0]
-    oui.write_text(oui.read_text() + "MA-L,0C4000,\"Wuhan Hikvision Intelligent Manufacturing Co.,Ltd.\",Wuhan CN\n")
-    data = tmp_path / "data"
+def _audit_with(row: str, ieee_files: list[Path], data: Path) -> tuple[RuleSet, list[Suspect]]:
+    """The audit of a registry installed from the IEEE test files plus one more MA-L row."""
+    ieee_files[0].write_text(ieee_files[0].read_text() + row + "\n")
     install(ieee_files, data)
     ruleset = load_ruleset(registry_dir=data)
     assert ruleset.oui is not None and ruleset.names is not None
-    found = audit(ruleset.oui, ruleset.makers, covered_of(ruleset), ruleset.names.generic_words)
+    return ruleset, audit(ruleset.oui, ruleset.makers, covered_of(ruleset), ruleset.names.generic_words)
+
+
+def test_the_audit_catches_a_new_name_of_a_covered_maker(tmp_path: Path, ieee_files: list[Path]) -> None:
+    row = 'MA-L,0C4000,"Wuhan Hikvision Intelligent Manufacturing Co.,Ltd.",Wuhan CN'
+    _, found = _audit_with(row, ieee_files, tmp_path / "data")
     hits = [(s.registrant, s.looks_like, s.covered) for s in found if s.covered]
     assert hits == [("Wuhan Hikvision Intelligent Manufacturing Co.,Ltd.", "Hikvision", True)]
 
@@ -203,13 +207,8 @@ def test_the_shipped_registry_has_no_unclassified_name_at_all() -> None:
 def test_the_audit_leaves_out_company_ids(tmp_path: Path, ieee_files: list[Path]) -> None:
     """A block with the local bit set (an IEEE Company ID) holds no device's MAC: lookup never resolves it, so
     the audit does not ask for it to be classified."""
-    oui = ieee_files[0]
-    oui.write_text(oui.read_text() + "MA-L,0A5000,\"Wuhan Hikvision Cid Holder Co.,Ltd.\",Wuhan CN\n")
-    data = tmp_path / "data"
-    install(ieee_files, data)
-    ruleset = load_ruleset(registry_dir=data)
-    assert ruleset.oui is not None and ruleset.names is not None
-    found = audit(ruleset.oui, ruleset.makers, covered_of(ruleset), ruleset.names.generic_words)
+    row = 'MA-L,0A5000,"Wuhan Hikvision Cid Holder Co.,Ltd.",Wuhan CN'
+    ruleset, found = _audit_with(row, ieee_files, tmp_path / "data")
     assert not [s for s in found if "Cid Holder" in s.registrant]
     assert Engine(ruleset).identify([("mac", "0a:50:00:12:34:56")]).manufacturer is None
 
