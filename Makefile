@@ -9,10 +9,12 @@ BYTECODE = $(PY) -m compileall -q scanner tests benchmarks >/dev/null
 
 .PHONY: demo test bench lint fuzz schema clean
 
+# A package index that fails once (a dropped connection while pip builds its isolated build environment) gets
+# one more try after a pause, so a passing hiccup of the network does not fail a fresh machine's set-up.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade pip || (sleep 10 && $(PY) -m pip install --quiet --upgrade pip)
+	$(PY) -m pip install --quiet -e '.[dev]' || (sleep 10 && $(PY) -m pip install --quiet -e '.[dev]')
 	touch $(STAMP)
 
 demo: $(STAMP)
