@@ -250,7 +250,6 @@ class Engine:
         self._pairs: set[tuple[str, str]] = set()  # (brand, maker) named together by a rule, per host
         self._agree: dict[tuple[str, str], bool] = {}  # (name, maker) -> agree by the data alone
         self._names_by_first: dict[str, list[str]] | None = None
-        self._name_rules: dict[str, Rule] | None = None
         for link in ruleset.oem:
             self._links.setdefault((link.brand, link.maker), link)
             if link.relationship == "owned":
@@ -286,10 +285,7 @@ class Engine:
                 hits.append(hit)
             return hits
         macs: list[str] = []
-        indexes = self._indexes.get(key)
-        if indexes is None:
-            indexes = self._indexes[key] = [FirstCharIndex(rules) for rules in self.ruleset.rules_for(key)]
-        for index in indexes:
+        for index in self._indexes_for(key):
             rule: Rule
             for rule in index.candidates(value):
                 m = rule.pattern.search(value)
@@ -317,42 +313,39 @@ class Engine:
                 hits.append(token)
         return hits
 
+    def _indexes_for(self, key: str) -> list[FirstCharIndex]:
+        """Per rule file reading `key`, its rules indexed by first character (built once per key)."""
+        indexes = self._indexes.get(key)
+        if indexes is None:
+            indexes = self._indexes[key] = [FirstCharIndex(rules) for rules in self.ruleset.rules_for(key)]
+        return indexes
+
     def _vendor_token(self, key: str, value: str, hits: list[Hit]) -> Hit | None:
         """No rule knows this product header or banner, but a maker's name stands where its protocol puts
         the vendor's (vendor_token.py): that name, read through the reviewed manufacturer-name rules (ONVIF,
-        then UPnP), else an exact maker name of makers.yaml, as a label. A name those rules call shared
-        (`IPCAM`) names nobody."""
+        then UPnP; the first rule of a file that matches, and only up to the end of a word or a camel-case
+        join: `AvigilonServer`, not `Arubaito`), else an exact maker name of makers.yaml, as a label. A name
+        those rules call shared (`IPCAM`) names nobody."""
         for place in vendor_token.places(key, value):
-            text = value[place : place + vendor_token.HEAD]
-            if "%" in text:
-                text = unquote(text)
+            text = vendor_token.text_at(key, value, place)
             if vendor_token.names_nobody(text):
                 return None
             for name_key in ("onvif.manufacturer", "upnp.manufacturer"):
-                found = self._match_uncached(name_key, text)  # the value's own result is what gets cached
-                named = next((h for h in found if h.brand or h.manufacturer), None)
-                if named is not None and self._names_a_whole_word(named.rule, text):
-                    brand = named.brand or named.manufacturer
-                    return self._token_hit(key, value, brand, f"rule {named.rule} on {text!r}", hits)
-                if any(h.candidates for h in found):
-                    return None
+                for index in self._indexes_for(name_key):
+                    rule, m = next(
+                        ((r, m) for r in index.candidates(text) if (m := r.pattern.search(text))), (None, None)
+                    )
+                    if rule is None or m is None:
+                        continue
+                    if rule.candidates:
+                        return None
+                    brand = rule.brand or rule.manufacturer
+                    if brand and vendor_token.ends_word(text, m.end(), camel=True):
+                        return self._token_hit(key, value, brand, f"name rule {rule.full_id}", hits)
             for name in self._maker_names().get(text[:2].casefold(), ()):
                 if vendor_token.starts_with_name(text, name):
                     return self._token_hit(key, value, name, f"the maker name {name!r} of makers.yaml", hits)
         return None
-
-    def _names_a_whole_word(self, rule_id: str, text: str) -> bool:
-        """Whether the name rule `rule_id` matches `text` up to the end of a word (or a camel-case join, as in
-        `AvigilonServer`): the name rules match a field's start (`^\\s*aruba`), and in a product header
-        `Arubaito` or `Googlebot` is not the name."""
-        by_id = self._name_rules
-        if by_id is None:
-            by_id = self._name_rules = {
-                r.full_id: r for files in self.ruleset.rules_for("onvif.manufacturer") for r in files
-            } | {r.full_id: r for files in self.ruleset.rules_for("upnp.manufacturer") for r in files}
-        rule = by_id.get(rule_id)
-        m = rule.pattern.search(text) if rule is not None else None
-        return m is not None and vendor_token.ends_word(text, m.end(), camel=True)
 
     def _maker_names(self) -> dict[str, list[str]]:
         """The maker names of makers.yaml by their first two characters (case-folded), longest first."""

@@ -27,6 +27,7 @@ and a name a rule calls shared (`IPCAM`, `General`) names no maker. Pure functio
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 # The keys whose values carry a vendor's product token, and how far into the value to look.
 KEYS = frozenset(
@@ -72,6 +73,13 @@ def places(key: str, value: str) -> list[int]:
         if len(found) > 1:
             found = [*found[1:], 0]
     return list(dict.fromkeys(found))
+
+
+def text_at(key: str, value: str, place: int) -> str:
+    """The text a vendor's name is read from at `place`: HEAD characters, URL-decoded where the key's values
+    are URIs (a WS-Discovery scope: `Acme%20IPC`); any other value as the device sent it."""
+    text = value[place : place + HEAD]
+    return unquote(text) if key == "wsd.scope" and "%" in text else text
 
 
 def ends_word(text: str, end: int, camel: bool = False) -> bool:
