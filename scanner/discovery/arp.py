@@ -53,8 +53,7 @@ def parse_arp(data: bytes) -> tuple[str, str] | None:
     mac = data[8:14]
     if mac == b"\x00" * 6 or mac == b"\xff" * 6 or mac[0] & 1:
         return None
-    return socket.inet_ntoa(sender), ":".join(f"{b:02x}" for b in mac)
-
+    return socket.inet_ntoa(sender), mac.hex(":")
 
 
 def neighbour_table(ctx: ScanContext) -> list[Observation]:

@@ -39,7 +39,7 @@ def parse_dhcp(data: bytes) -> DhcpMessage | None:
         return None
     msg = DhcpMessage(
         op=data[0],
-        mac=":".join(f"{b:02x}" for b in mac),
+        mac=mac.hex(":"),
         ciaddr=socket.inet_ntoa(data[12:16]),
         yiaddr=socket.inet_ntoa(data[16:20]),
     )

@@ -98,9 +98,8 @@ def oid_text(content: bytes) -> str | None:
                 return None
     if not fresh or not arcs:
         return None
-    first = arcs[0]
-    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
-    return ".".join(str(a) for a in head + arcs[1:])
+    top = min(arcs[0] // 40, 2)  # X.690 §8.19.4: the first sub-identifier is 40 * X + Y, X at most 2
+    return ".".join(str(a) for a in [top, arcs[0] - 40 * top, *arcs[1:]])
 
 
 def parse_message(data: bytes, source_ip: str = "") -> list[Evidence]:

@@ -313,7 +313,7 @@ class Analyzer:
             if size == 0:
                 return  # RFC 4861 §4.6: a zero-length option: the packet is to be dropped
             if d[o] == want and size == 8:
-                self._neighbour(ip, ":".join(f"{b:02x}" for b in d[o + 2 : o + 8]), ts)
+                self._neighbour(ip, bytes(d[o + 2 : o + 8]).hex(":"), ts)
                 return
             o += size
 

@@ -83,7 +83,7 @@ def eui64_mac(ip: str) -> str | None:
     raw = bytes([iid[0] ^ 0x02]) + iid[1:3] + iid[5:8]
     if raw[0] & 1:  # a group address is no interface's
         return None
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def limitations(a: Analyzer) -> list[str]:
